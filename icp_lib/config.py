@@ -119,8 +119,7 @@ class OutcomeConfig(_Strict):
                 raise ValueError("'won' must list at least one stage value")
             if not self.lost and self.unlisted != "lost":
                 raise ValueError(
-                    "'lost' must list at least one stage value "
-                    "(or set unlisted: lost)"
+                    "'lost' must list at least one stage value (or set unlisted: lost)"
                 )
             both = {str(v) for v in self.won} & {str(v) for v in self.lost}
             if both:
