@@ -315,6 +315,21 @@ def salesforce_id_18(value: str) -> str:
     return base + suffix
 
 
+def map_values(series: pd.Series, func) -> pd.Series:
+    """Apply ``func`` to each distinct value once (fast on repetitive columns).
+
+    Missing values are passed to ``func`` too; the result has dtype object.
+    """
+    uniques = series.dropna().unique()
+    lookup = {value: func(value) for value in uniques}
+    missing = func(None)
+    return pd.Series(
+        [missing if pd.isna(v) else lookup[v] for v in series.astype(object)],
+        index=series.index,
+        dtype=object,
+    )
+
+
 def _examples(raw: pd.Series, changed: pd.Series) -> tuple[str, ...]:
     values = raw[changed].dropna().astype(str).unique()[:3]
     return tuple(str(v) for v in values)
@@ -331,7 +346,7 @@ def clean_placeholders(series: pd.Series) -> Cleaned:
 
     Empty text is read as missing too but is not counted as a change.
     """
-    placeholder = series.map(is_placeholder).astype(bool) & series.notna()
+    placeholder = map_values(series, is_placeholder).astype(bool) & series.notna()
     blank = series.astype(str).str.strip().eq("") & series.notna()
     values = series.where(~placeholder)
     counted = placeholder & ~blank
@@ -345,23 +360,23 @@ def merge_category_variants(series: pd.Series) -> Cleaned:
     :func:`category_key` take the spelling that is most frequent (ties go to
     the alphabetically first). Rows whose spelling changed are counted.
     """
-    text = series.map(normalize_category).astype(object)
-    keys = series.map(category_key)
+    text = map_values(series, normalize_category)
+    keys = map_values(series, category_key)
     counts = text.dropna().value_counts()
     chosen: dict[str, str] = {}
     for spelling, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         chosen.setdefault(spelling.casefold(), spelling)
-    values = keys.map(lambda k: None if _is_missing(k) else chosen[k])
+    values = map_values(keys, lambda k: None if _is_missing(k) else chosen[k])
     values = pd.Series(values, index=series.index, dtype="str")
     changed = _text_changed(text, values)
     return Cleaned(values, int(changed.sum()), _examples(series, changed))
 
 
 def _clean_by(series: pd.Series, parse) -> Cleaned:
-    parsed = series.map(parse)
+    parsed = map_values(series, parse)
     values = pd.Series(parsed, index=series.index, dtype="float64")
-    raw = series.astype(object)
-    changed = series.notna() & raw.map(lambda v: not isinstance(v, int | float))
+    is_text = map_values(series, lambda v: isinstance(v, str)).astype(bool)
+    changed = series.notna() & is_text
     plain = series.astype(str).str.fullmatch(r"\s*-?\d+(\.\d+)?\s*").fillna(False)
     changed = changed & values.notna() & ~plain.astype(bool)
     return Cleaned(values, int(changed.sum()), _examples(series, changed))
@@ -379,13 +394,13 @@ def clean_ranges(series: pd.Series) -> Cleaned:
 
 def clean_booleans(series: pd.Series) -> Cleaned:
     """Parse yes/no text to 1.0/0.0; count filled values that were unreadable."""
-    parsed = series.map(parse_bool)
+    parsed = map_values(series, parse_bool)
     values = pd.Series(
         [np.nan if v is None else float(v) for v in parsed],
         index=series.index,
         dtype="float64",
     )
-    unread = values.isna() & ~series.map(is_placeholder).astype(bool)
+    unread = values.isna() & ~map_values(series, is_placeholder).astype(bool)
     return Cleaned(values, int(unread.sum()), _examples(series, unread))
 
 
@@ -414,7 +429,7 @@ def parse_dates(
     are read first and the rest with ``dayfirst`` deciding between 03/04
     meaning 3 April (True) or 4 March (False). Time zones are dropped.
     """
-    text = series.where(~series.map(is_placeholder).astype(bool))
+    text = series.where(~map_values(series, is_placeholder).astype(bool))
     if date_format:
         parsed = pd.to_datetime(text, format=date_format, errors="coerce")
     else:
@@ -438,12 +453,12 @@ def normalize_salesforce_ids(series: pd.Series) -> Cleaned:
     18 letters and digits), so names and other keys are never touched.
     18-character ids are kept as they are.
     """
-    text = series.map(normalize_category).astype(object)
+    text = map_values(series, normalize_category)
     filled = text.dropna()
     if filled.empty or not filled.map(lambda v: bool(_SF_ID_RE.match(v))).all():
         return Cleaned(series, 0, ())
-    values = text.map(
-        lambda v: v if _is_missing(v) or len(v) == 18 else salesforce_id_18(v)
+    values = map_values(
+        text, lambda v: v if _is_missing(v) or len(v) == 18 else salesforce_id_18(v)
     )
     values = pd.Series(values, index=series.index, dtype="str")
     changed = _text_changed(text, values)
@@ -458,15 +473,16 @@ def find_footer_rows(frame: pd.DataFrame, *, id_column: str | None) -> pd.Series
     empty ``id_column`` or, without one, at most two filled cells. Rows with
     no filled cell at all are flagged too.
     """
-    text = frame.astype(object).where(frame.notna(), None)
-    filled = text.map(lambda v: v is not None and str(v).strip() != "")
-    marker = text.map(lambda v: v is not None and bool(_FOOTER_RE.match(str(v))))
-    has_marker = marker.any(axis=1)
+    filled = frame.notna() & frame.astype(str).apply(lambda c: c.str.strip().ne(""))
     if id_column is not None and id_column in frame:
-        no_id = ~filled[id_column]
+        candidate = ~filled[id_column]
     else:
-        no_id = filled.sum(axis=1) <= 2
-    return (has_marker & no_id) | ~filled.any(axis=1)
+        candidate = filled.sum(axis=1) <= 2
+    cells = frame[candidate].astype(object)
+    marker = cells.map(lambda v: isinstance(v, str) and bool(_FOOTER_RE.match(v)))
+    footer = pd.Series(False, index=frame.index)
+    footer[candidate] = marker.any(axis=1)
+    return footer | ~filled.any(axis=1)
 
 
 def rank_seniority(title: object) -> str | None:

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .config import DATA_DIR_ENV, SourceConfig
@@ -62,12 +63,16 @@ class SourceData:
         The file or URL, for messages.
     encoding : str or None
         The text encoding used (CSV/TSV only).
+    duplicated : numpy.ndarray or None
+        Per row of ``frame``: True when the row repeats an earlier row in
+        every column of the source, mapped or not.
     """
 
     frame: pd.DataFrame
     fingerprint: str
     label: str
     encoding: str | None = None
+    duplicated: np.ndarray | None = None
 
 
 def fingerprint_file(path: Path) -> str:
@@ -304,4 +309,5 @@ def read_source(
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{role} source {label} could not be read: {exc}") from None
     frame = _select_mapped(raw, source, label=label, role=role)
-    return SourceData(_as_text(frame), fingerprint, label, encoding)
+    duplicated = raw.duplicated().to_numpy()
+    return SourceData(_as_text(frame), fingerprint, label, encoding, duplicated)

@@ -45,7 +45,7 @@ from ._clean import (
     parse_bool,
     parse_number_text,
 )
-from ._io import read_source
+from ._io import SourceData, read_source
 from .config import Config, FieldConfig, Segment
 from .errors import ConfigError, DataError
 
@@ -270,22 +270,16 @@ def _footer_id(role: str, frame: pd.DataFrame, config: Config) -> str | None:
     return None
 
 
+def _describe_row(row: pd.Series) -> str:
+    text = ", ".join(str(v) for v in row if pd.notna(v)) or "(empty)"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _drop_rows(frame, drop: pd.Series, role: str, rule: str, log: _Log):
     if drop.any():
-        shown = (
-            frame[drop]
-            .astype(object)
-            .apply(
-                lambda row: ", ".join(str(v) for v in row if pd.notna(v)) or "(empty)",
-                axis=1,
-            )
-        )
+        shown = frame[drop].head(50).astype(object).apply(_describe_row, axis=1)
         log.count(role, "(all)", rule, drop.sum(), tuple(shown.unique()[:3]))
     return frame[~drop]
-
-
-def _drop_duplicates(frame: pd.DataFrame, role: str, log: _Log) -> pd.DataFrame:
-    return _drop_rows(frame, frame.duplicated(), role, "exact duplicate rows", log)
 
 
 def _clean_field(series, spec: FieldConfig, role, name, log) -> pd.Series:
@@ -325,7 +319,7 @@ def _typed_column(series, column, role, src, config, log) -> pd.Series:
         if config.join.normalize_ids:
             cleaned = _clean.normalize_salesforce_ids(series)
             series = log.add(role, column, "salesforce id 15->18", cleaned)
-        return series.map(_clean.normalize_category).astype("str")
+        return _clean.map_values(series, _clean.normalize_category).astype("str")
     if column in DATE_COLUMNS:
         cleaned = _clean.parse_dates(
             series, dayfirst=src.dayfirst, date_format=src.date_format
@@ -336,16 +330,19 @@ def _typed_column(series, column, role, src, config, log) -> pd.Series:
     if spec is not None and spec.source == role:
         return _clean_field(series, spec, role, column, log)
     if column in ("stage", config.outcome.column, "title", "verdict"):
-        return series.map(_clean.normalize_category).astype("str")
+        return _clean.map_values(series, _clean.normalize_category).astype("str")
     cleaned = _clean.merge_category_variants(series)
     return log.add(role, column, "case/spacing variants merged", cleaned)
 
 
-def _clean_source(frame: pd.DataFrame, role: str, config: Config, log: _Log):
+def _clean_source(data: SourceData, role: str, config: Config, log: _Log):
     src = config.sources[role]
-    frame = frame.set_axis(pd.RangeIndex(1, len(frame) + 1))
+    frame = data.frame.set_axis(pd.RangeIndex(1, len(data.frame) + 1))
     footer = _clean.find_footer_rows(frame, id_column=_footer_id(role, frame, config))
+    # Exact duplicates compare every column of the file, mapped or not.
+    repeated = pd.Series(data.duplicated, index=frame.index) & ~footer
     frame = _drop_rows(frame, footer, role, "footer rows dropped", log)
+    frame = _drop_rows(frame, repeated[frame.index], role, "exact duplicate rows", log)
 
     placeholders = {
         column: log.add(
@@ -357,7 +354,6 @@ def _clean_source(frame: pd.DataFrame, role: str, config: Config, log: _Log):
         for column in frame.columns
     }
     frame = pd.DataFrame(placeholders, index=frame.index)
-    frame = _drop_duplicates(frame, role, log)
 
     if config.outcome.rule == "filled" and config.outcome.column in frame:
         frame = frame.assign(**{_FILLED: frame[config.outcome.column].notna()})
@@ -375,7 +371,7 @@ def _load_sources(config: Config, log: _Log):
         path = None if src.format == "sql" else config.source_path(role)
         data = read_source(src, role=role, path=path)
         fingerprints[role] = data.fingerprint
-        frames[role] = _clean_source(data.frame, role, config, log)
+        frames[role] = _clean_source(data, role, config, log)
     return frames, fingerprints
 
 
@@ -514,14 +510,10 @@ def _aggregate_contacts(contacts: pd.DataFrame, config: Config) -> pd.DataFrame:
             f"{sorted(contacts.columns)}"
         )
     contacts = contacts.drop(columns=[_FILLED], errors="ignore")
-    if "title" in contacts:
-        contacts = contacts.assign(
-            seniority=contacts["title"].map(_clean.rank_seniority)
-        )
-    elif "seniority" in contacts:
-        contacts = contacts.assign(
-            seniority=contacts["seniority"].map(_clean.rank_seniority)
-        )
+    title = "title" if "title" in contacts else "seniority"
+    if title in contacts:
+        ranked = _clean.map_values(contacts[title], _clean.rank_seniority)
+        contacts = contacts.assign(seniority=ranked.astype("str"))
     columns = [c for c in contacts.columns if c not in (key, "title", "account_id")]
     aggs = {c: _contact_aggregator(c, config.fields.get(c)) for c in columns}
     grouped = contacts.dropna(subset=[key]).groupby(key)
@@ -557,7 +549,7 @@ def _keys_of(values) -> set[str]:
 
 def _stage_outcome(frame: pd.DataFrame, config: Config) -> pd.Series:
     rule = config.outcome
-    stage_keys = frame[rule.column].map(category_key)
+    stage_keys = _clean.map_values(frame[rule.column], category_key)
     outcome = pd.Series(pd.NA, index=frame.index, dtype="str")
     for name, listed in (("won", rule.won), ("lost", rule.lost), ("open", rule.open)):
         hit = stage_keys.isin(_keys_of(listed)) & outcome.isna()
@@ -596,7 +588,7 @@ def _add_outcome(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
         outcome = _stage_outcome(frame, config)
         default_stage = frame[rule.column]
     stage = frame["stage"] if "stage" in frame else default_stage
-    stage_keys = stage.map(category_key)
+    stage_keys = _clean.map_values(stage, category_key)
     qualified = stage_keys.isin(_keys_of(rule.qualified)) | outcome.eq("won")
     won = outcome.map({"won": 1.0, "lost": 0.0}).astype("float64")
     frame = frame.drop(columns=[_FILLED], errors="ignore")
