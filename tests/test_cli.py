@@ -1,0 +1,99 @@
+"""The ``icp`` command line: help, error messages and exit codes."""
+
+import subprocess
+import sys
+
+import pytest
+from _runner_standins import install_fake_data, write_config, write_notebooks
+
+from icp_lib.cli import main
+
+SUBCOMMANDS = ["quarterly", "score", "sql", "demo"]
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_each_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: icp {command}" in capsys.readouterr().out
+
+
+def test_missing_config_file_is_one_clear_message(tmp_path, capsys):
+    code = main(["quarterly", "--config", str(tmp_path / "acme.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "acme.yaml not found" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_config_key_is_named_with_what_to_do(tmp_path, capsys):
+    config = write_config(tmp_path / "acme.yaml", ["all"])
+    config.write_text(config.read_text() + "trainig:\n  quarters: 4\n")
+    code = main(["quarterly", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "trainig: unknown key; check its spelling" in err
+    assert "Traceback" not in err
+
+
+def test_invalid_quarter_is_rejected_before_any_work(tmp_path, capsys):
+    config = write_config(tmp_path / "acme.yaml", ["all"])
+    code = main(["quarterly", "--config", str(config), "--quarter", "2026Q7"])
+    assert code == 2
+    assert "quarter '2026Q7' is not valid" in capsys.readouterr().err
+
+
+def test_failed_segment_exits_1_and_is_named(tmp_path, monkeypatch, capsys):
+    install_fake_data(monkeypatch)
+    notebooks = write_notebooks(tmp_path / "notebooks")
+    config = write_config(tmp_path / "acme.yaml", ["empty"])
+    argv = [
+        "quarterly",
+        "--config",
+        str(config),
+        "--notebooks",
+        str(notebooks),
+        "--reports",
+        str(tmp_path / "reports"),
+    ]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "segment empty failed: segment 'empty' has no rows" in err
+    assert "1 segment(s) failed: empty" in err
+    assert (tmp_path / "reports" / "2026Q3" / "index.html").is_file()
+
+
+def test_debug_flag_shows_the_traceback(tmp_path, capsys):
+    code = main(["quarterly", "--debug", "--config", str(tmp_path / "x.yaml")])
+    assert code == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_installed_command_runs_as_a_module(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "icp_lib.cli",
+            "quarterly",
+            "--config",
+            str(tmp_path / "nope.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: config file")
+    assert "Traceback" not in done.stderr
