@@ -180,10 +180,17 @@ def _label_numeric(values: pd.Series, edges: Sequence[float]) -> pd.Series:
     return pd.Series(labels, index=values.index, dtype=object)
 
 
+def _short_number(value: float) -> str:
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e4, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.4g}"
+
+
 def _edge_labels(edges: Sequence[float]) -> list[str]:
     if not edges:
         return ["all values"]
-    fmt = [f"{e:g}" for e in edges]
+    fmt = [_short_number(e) for e in edges]
     inner = [f"{lo} to <{hi}" for lo, hi in zip(fmt[:-1], fmt[1:], strict=True)]
     return [f"< {fmt[0]}", *inner, f">= {fmt[-1]}"]
 
@@ -377,6 +384,17 @@ def conversion_drift(
 ) -> pd.DataFrame:
     """Compare conversion per bin between two samples.
 
+    Two tests per bin, each run when the bin holds at least ``min_closed``
+    closed records on both sides:
+
+    - ``p_value``: the bin's conversion in ``review`` against ``reference``
+      (two-sided pooled two-proportion z-test);
+    - ``relative_p``: did the bin's conversion change *relative to the other
+      bins*? Woolf's test that the odds ratio of the bin against the rest is
+      the same in both samples (0.5 added to every cell of a table holding
+      a zero). A change that hits every bin alike, such as recent records
+      whose quick losses closed first, does not show here.
+
     Parameters
     ----------
     reference, review : pandas.DataFrame
@@ -390,16 +408,21 @@ def conversion_drift(
     Returns
     -------
     pandas.DataFrame
-        One row per bin: closed records and conversion on each side, the
-        change (review minus reference) and the two-sided pooled
-        two-proportion z-test p-value (NaN when not tested).
+        One row per bin with closed records: closed records and conversion
+        on each side, ``change`` (review minus reference), ``p_value``,
+        ``relative_change`` (log odds ratio against the rest, review minus
+        reference) and ``relative_p``.
     """
-    ref = _closed_by_bin(reference)
-    new = _closed_by_bin(review)
+    ref, new = _closed_by_bin(reference), _closed_by_bin(review)
+    ref_all = tuple(map(sum, zip(*ref.values(), strict=True))) if ref else (0, 0)
+    new_all = tuple(map(sum, zip(*new.values(), strict=True))) if new else (0, 0)
     rows = []
     for level in levels:
         (x1, n1), (x2, n2) = ref.get(level, (0.0, 0)), new.get(level, (0.0, 0))
-        p = two_proportion_test(x2, n2, x1, n1).p_value
+        if n1 + n2 == 0:
+            continue
+        tested = min(n1, n2) >= min_closed
+        rel, rel_p = _woolf((x1, n1), ref_all, (x2, n2), new_all)
         rows.append(
             {
                 "level": level,
@@ -407,7 +430,11 @@ def conversion_drift(
                 "reference_conversion": x1 / n1 if n1 else np.nan,
                 "review_closed": n2,
                 "review_conversion": x2 / n2 if n2 else np.nan,
-                "p_value": p if min(n1, n2) >= min_closed else np.nan,
+                "p_value": two_proportion_test(x2, n2, x1, n1).p_value
+                if tested
+                else np.nan,
+                "relative_change": rel,
+                "relative_p": rel_p if tested else np.nan,
             }
         )
     out = pd.DataFrame(rows, columns=_DRIFT_COLUMNS)
@@ -421,10 +448,34 @@ _DRIFT_COLUMNS = [
     "review_closed",
     "review_conversion",
     "p_value",
+    "relative_change",
+    "relative_p",
 ]
+
+
+def _log_odds_ratio(level: tuple, total: tuple) -> tuple[float, float]:
+    """Log odds ratio of a bin against the other bins, and its variance."""
+    wins, n = level
+    rest_wins, rest_n = total[0] - wins, total[1] - n
+    cells = np.array([wins, n - wins, rest_wins, rest_n - rest_wins], dtype=float)
+    if (cells == 0).any():
+        cells = cells + 0.5
+    a, b, c, d = cells
+    return float(np.log(a * d / (b * c))), float(np.sum(1 / cells))
+
+
+def _woolf(ref_level, ref_total, new_level, new_total) -> tuple[float, float]:
+    if ref_level[1] in (0, ref_total[1]) or new_level[1] in (0, new_total[1]):
+        return float("nan"), float("nan")
+    lor_ref, var_ref = _log_odds_ratio(ref_level, ref_total)
+    lor_new, var_new = _log_odds_ratio(new_level, new_total)
+    diff = lor_new - lor_ref
+    z = diff / np.sqrt(var_ref + var_new)
+    return diff, float(2 * stats.norm.sf(abs(z)))
 
 
 def _closed_by_bin(frame: pd.DataFrame) -> dict:
     closed = frame.loc[frame["won"].notna()]
-    grouped = closed["won"].astype(float).groupby(closed["bin"]).agg(["sum", "count"])
+    won = closed["won"].astype(float)
+    grouped = won.groupby(closed["bin"]).agg(["sum", "count"])
     return {k: (float(r["sum"]), int(r["count"])) for k, r in grouped.iterrows()}
