@@ -120,15 +120,15 @@ TECHNOLOGIES = {  # value: (share of accounts using it, log-odds effect)
     "Snowflake": (0.1, 0.0),
 }
 SENIORITY = {  # level of the most senior contact: (share, log-odds effect)
-    "C-Level": (0.12, 0.7),
+    "C-level": (0.12, 0.7),
     "VP": (0.2, 0.45),
     "Director": (0.25, 0.2),
     "Manager": (0.25, 0.0),
-    "Individual Contributor": (0.18, -0.4),
+    "Individual contributor": (0.18, -0.4),
 }
 NO_CONTACT_SHARE = 0.05
 TITLES = {  # seniority level: ((title, department), ...)
-    "C-Level": (
+    "C-level": (
         ("Chief Revenue Officer", "Sales"),
         ("Chief Technology Officer", "IT"),
         ("Chief Financial Officer", "Finance"),
@@ -153,7 +153,7 @@ TITLES = {  # seniority level: ((title, department), ...)
         ("Procurement Manager", "Procurement"),
         ("Marketing Manager", "Marketing"),
     ),
-    "Individual Contributor": (
+    "Individual contributor": (
         ("Sales Engineer", "Sales"),
         ("Systems Administrator", "IT"),
         ("Marketing Specialist", "Marketing"),
@@ -286,7 +286,7 @@ TRUTH = DemoTruth(
             "industry": "Software",
             "employees": "10,001+",
             "technologies": "Salesforce",
-            "seniority": "C-Level",
+            "seniority": "C-level",
             "region": "NA",
         }
     ),
