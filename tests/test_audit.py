@@ -639,3 +639,63 @@ def test_demo_audit_finds_the_planted_truth(demo_audits, segment):
         assert result.field(name).fill["overall"] == pytest.approx(
             TRUTH.sparse_fill, abs=0.04
         )
+
+
+# --------------------------------------------------------------------------
+# Charts
+
+
+@pytest.fixture
+def axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    yield ax
+    plt.close(fig)
+
+
+def test_fill_heatmap_shows_one_cell_per_field_and_quarter(small_result, axes):
+    from icp_lib._plots_audit import plot_fill_heatmap
+
+    ax = plot_fill_heatmap(small_result, ax=axes)
+    fill = small_result.fill_frame()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["good", "bad"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(fill.columns)
+    # expected: the annotations are the fill rates in percent
+    first = round(100 * fill.iloc[0, 0])
+    assert ax.texts[0].get_text() == f"{first:.0f}"
+
+
+def test_fill_by_outcome_draws_a_bar_per_field_and_outcome(small_result, axes):
+    from icp_lib._plots_audit import plot_fill_by_outcome
+
+    ax = plot_fill_by_outcome(small_result, ax=axes)
+    assert len(ax.patches) == 2 * 3
+    widths = [p.get_width() for p in ax.patches[:2]]
+    won_fill = [100 * f.fill["won"] for f in small_result.fields]
+    assert widths == pytest.approx(won_fill)
+
+
+def test_conversion_by_fill_plots_rates_with_intervals(small_result, axes):
+    from icp_lib._plots_audit import plot_conversion_by_fill
+
+    ax = plot_conversion_by_fill(small_result, ax=axes)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["good", "bad"]
+    xs = ax.lines[0].get_xdata()
+    assert xs[0] == pytest.approx(
+        100 * small_result.fields[0].conversion["filled"].rate
+    )
+
+
+def test_fill_heatmap_without_dates_says_so(axes):
+    frame = make_frame(n=300, seed=21).assign(record_date=pd.NaT, quarter=pd.NA)
+    frame = frame.assign(record_date=frame["record_date"].astype("datetime64[ns]"))
+    result = run_audit(frame, {}, quarter=None)
+    from icp_lib._plots_audit import plot_fill_heatmap
+
+    ax = plot_fill_heatmap(result, ax=axes)
+    assert "No dated records" in ax.texts[0].get_text()
