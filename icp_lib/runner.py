@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import platform
 import queue
-import re
 import shutil
 import subprocess
 import tempfile
@@ -79,7 +78,6 @@ KEY_PACKAGES = (
     "duckdb",
     "pydantic",
 )
-_QUARTER = re.compile(r"^(\d{4})\s*-?\s*[Qq]([1-4])$")
 
 
 @dataclass(frozen=True)
@@ -226,13 +224,10 @@ def normalize_quarter(text: str) -> str:
     ConfigError
         If the text is not a quarter.
     """
-    match = _QUARTER.match(text.strip())
-    if not match:
-        raise ConfigError(
-            f"quarter {text!r} is not valid; write it as year and quarter, "
-            "for example 2026Q3"
-        )
-    return f"{match.group(1)}Q{match.group(2)}"
+    from .data import parse_quarter
+
+    year, number = parse_quarter(text)
+    return f"{year}Q{number}"
 
 
 def run_quarterly(

@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 
 import icp_lib
+from icp_lib.data import parse_quarter
 from icp_lib.errors import DataError
 
 PARAMETERS = """\
@@ -128,6 +129,7 @@ def fake_data_module() -> types.ModuleType:
     module.save_table = _save_table
     module.select_segment = _select_segment
     module.last_complete_quarter = lambda table: "2026Q3"
+    module.parse_quarter = parse_quarter
     return module
 
 
