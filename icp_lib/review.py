@@ -365,6 +365,29 @@ class ReviewResult:
         """Return the drift checks whose status is ``shifted`` or ``watch``."""
         return [d for d in self.drift if d.status in ("shifted", "watch")]
 
+    def most_shifted(self) -> DriftCheck | None:
+        """Return the field (not the score) whose mix moved most, if any."""
+        judged = [
+            d for d in self.drift if d.variable != "score" and d.result is not None
+        ]
+        judged = [d for d in judged if not math.isnan(d.result.psi)]
+        return max(judged, key=lambda d: d.result.psi, default=None)
+
+    def feedback_display(self) -> pd.DataFrame:
+        """Return negative feedback per grade with readable columns."""
+        if self.feedback is None:
+            return pd.DataFrame()
+        g = self.feedback.by_grade
+        g = g[g["rows"] > 0]
+        return pd.DataFrame(
+            {
+                "Grade": g["grade"],
+                "Verdicts": g["rows"],
+                "Bad fit": g["bad"],
+                "Bad-fit share": g["bad_share"].map(_pct),
+            }
+        ).set_index("Grade")
+
     def headline_numbers(self) -> dict[str, Any]:
         """Return the few numbers the index page shows."""
         return _headline(self)
@@ -1425,8 +1448,7 @@ def _model_md(r: ReviewResult) -> str:
     )
     window = ", ".join(m.get("training_quarters") or []) or "not recorded"
     text = (
-        f"This review checks {kind} (`{_md(m['model_id'])}`), trained on "
-        f"{_md(window)}. "
+        f"This review checks {kind} ({_md(m['model_id'])}), trained on {_md(window)}. "
     )
     text += (
         f"Its training ended before {_md(r.quarter)}, so this is an honest "
@@ -1478,17 +1500,36 @@ def _pipeline_md(r: ReviewResult) -> str:
     lines = []
     for grade, row in g.iterrows():
         lines.append(
-            f"- Grade {grade}: pipeline {_money(row['pipeline'])} against "
-            f"{_money(row['expected_pipeline'])} expected; revenue won "
+            f"- Grade {grade}: conversion {_pct(row['conversion'])} against "
+            f"{_pct(row['expected_conversion'])} expected "
+            f"({_diff(row, 'conversion', _pct_points)}); pipeline "
+            f"{_money(row['pipeline'])} against {_money(row['expected_pipeline'])} "
+            f"({_diff(row, 'pipeline', _money)}); revenue won "
             f"{_money(row['revenue'])} against {_money(row['expected_revenue'])} "
-            f"expected ({int(row['open'])} records still open)."
+            f"({_diff(row, 'revenue', _money)}); {int(row['open'])} records open."
         )
     lines.append(
-        "\nExpected figures are the calibration quarter's pipeline and revenue per "
-        "record times this quarter's records. Revenue from records still open is "
+        "\nExpected figures are calibration's conversion, and its pipeline and "
+        "revenue per record times this quarter's records. The range after each "
+        "difference is its 95% interval: a range that straddles zero means the "
+        "quarter is in line with expectations. Revenue from records still open is "
         "not in yet, so revenue below expectation is normal early on."
     )
     return "\n".join(lines)
+
+
+def _pct_points(x) -> str:
+    return "not enough data" if pd.isna(x) else f"{100 * x:+.1f} points"
+
+
+def _diff(row: pd.Series, name: str, fmt) -> str:
+    diff = row[f"{name}_diff"]
+    if pd.isna(diff):
+        return "difference: not enough data"
+    lo, hi = row[f"{name}_diff_low"], row[f"{name}_diff_high"]
+    if pd.isna(lo):
+        return f"difference {fmt(diff)}"
+    return f"difference {fmt(diff)}, 95% interval {fmt(lo)} to {fmt(hi)}"
 
 
 def _drift_md(r: ReviewResult) -> str:
@@ -1534,6 +1575,12 @@ def _feedback_md(r: ReviewResult) -> str:
         f"share in {_md(r.quarter)}: {_pct(fb.bad_share)}; over the months shown, "
         f"{trend}.",
     ]
+    if len(fb.top_reasons):
+        reasons = [
+            f"{r.reason}: {r.rows} ({r.share:.0%} of bad-fit verdicts)"
+            for r in fb.top_reasons.itertuples()
+        ]
+        lines += ["", "Top reasons given for a bad fit:", "", _bullets(reasons)]
     if fb.alerts:
         lines += ["", "**Alerts:**", "", _bullets(fb.alerts)]
     if fb.problems:
