@@ -150,10 +150,8 @@ def _read_delimited(path: Path, source: SourceConfig, fmt: str) -> tuple:
 def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
     def to_text(column: pd.Series) -> pd.Series:
         if pd.api.types.is_datetime64_any_dtype(column):
-            text = column.dt.strftime("%Y-%m-%d %H:%M:%S")
-        else:
-            text = column.map(lambda v: v if pd.isna(v) else str(v))
-        return text.astype("str")
+            column = column.dt.strftime("%Y-%m-%d %H:%M:%S")
+        return column.astype("str")
 
     return frame.apply(to_text) if len(frame.columns) else frame
 

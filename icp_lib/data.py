@@ -411,7 +411,10 @@ def _union_multi(values: pd.Series) -> str | float:
 
 def _prepare_records(frames, config: Config, log: _Log) -> pd.DataFrame:
     opps = frames["opportunities"]
-    if "record_id" not in opps:
+    if "record_id" in opps:
+        no_id = opps["record_id"].isna()
+        opps = _drop_rows(opps, no_id, "opportunities", "rows without record id", log)
+    else:
         ids = pd.Series([f"row-{i}" for i in opps.index], index=opps.index)
         opps = opps.assign(record_id=ids.astype("str"))
     opps = _collapse_repeats(opps.reset_index(drop=True), config, log)
