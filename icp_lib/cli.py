@@ -81,6 +81,14 @@ def _add_score(sub, common) -> None:
     p.add_argument("--model", required=True, help="model.json of a quarterly run")
     p.add_argument("--input", required=True, help="records to score")
     p.add_argument("--output", default="scores.csv", help="CSV to write")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="client config, to accept the client's own column names",
+    )
+    p.add_argument(
+        "--top-reasons", type=int, default=3, help="reasons listed per record"
+    )
     p.set_defaults(handler=_score)
 
 
@@ -93,7 +101,16 @@ def _add_sql(sub, common) -> None:
     )
     p.add_argument("--model", required=True, help="model.json of a quarterly run")
     p.add_argument(
-        "--dialect", required=True, help="SQL dialect, e.g. postgres, duckdb"
+        "--dialect",
+        required=True,
+        help="SQL dialect, e.g. duckdb or postgres (an unknown one lists them all)",
+    )
+    p.add_argument("--table", default="source_table", help="table to score")
+    p.add_argument("--id-column", default="record_id", help="record id column")
+    p.add_argument(
+        "--allow-undeployable",
+        action="store_true",
+        help="print SQL even for a model marked not for deployment",
     )
     p.add_argument("--output", default=None, help="file to write (default: stdout)")
     p.set_defaults(handler=_sql)
@@ -159,9 +176,17 @@ def _quarterly(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from .config import load_config
     from .model import score_file
 
-    score_file(args.model, args.input, args.output)
+    config = load_config(args.config) if args.config else None
+    score_file(
+        args.model,
+        args.input,
+        args.output,
+        config=config,
+        top_reasons=args.top_reasons,
+    )
     print(f"scores written to {args.output}", file=sys.stderr)
     return EXIT_OK
 
@@ -170,7 +195,13 @@ def _sql(args: argparse.Namespace) -> int:
     from .export import to_sql
     from .model import ScoreCard
 
-    text = to_sql(ScoreCard.read(args.model), args.dialect)
+    text = to_sql(
+        ScoreCard.read(args.model),
+        dialect=args.dialect,
+        table=args.table,
+        id_column=args.id_column,
+        allow_undeployable=args.allow_undeployable,
+    )
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
     else:
