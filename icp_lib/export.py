@@ -47,6 +47,7 @@ from ._clean import (
 )
 from .config import ExportConfig
 from .errors import ConfigError, DataError, ModelError
+from .grades import require_columns
 
 __all__ = [
     "CRM_PRESETS",
@@ -208,12 +209,7 @@ def _export_id(value: Any, crm: str) -> str:
 
 def _check_scored(scored: pd.DataFrame) -> None:
     needed = ("record_id", "score", "grade", "reasons")
-    missing = [c for c in needed if c not in scored.columns]
-    if missing:
-        raise DataError(
-            f"scores to export need columns {list(needed)} (the output of "
-            f"score_records); missing {missing}"
-        )
+    require_columns(scored, needed, what="scores.csv (score_records output)")
     bad = scored["grade"].isna() | scored["score"].isna() | scored["record_id"].isna()
     if bad.any():
         raise ModelError(
