@@ -78,6 +78,10 @@ _NUMBER_RE = re.compile(r"^([+-]?)([0-9][0-9.,' ]*|[.,][0-9]+)\s*(k|mm|mn|m|bn|b
 _RANGE_SPLIT_RE = re.compile(r"^(.*?\d.*?)\s*(?:-|–|—|\bto\b)\s*(.*\d.*)$")
 _LOWER_OPEN_RE = re.compile(r"^(?:<|under\b|less\s+than\b|below\b|up\s+to\b)\s*(.+)$")
 _UPPER_OPEN_RE = re.compile(r"^(.+?)\s*(?:\+|or\s+more|and\s+(?:over|above))$")
+_NUMERIC_DATE_RE = re.compile(
+    r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})"
+    r"((?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?)\s*$"
+)
 _ABOVE_RE = re.compile(r"^(?:>=?|over\b|more\s+than\b|above\b)\s*(.+)$")
 
 
@@ -417,21 +421,44 @@ def clean_multi(series: pd.Series, *, separator: str = ";") -> Cleaned:
     return Cleaned(values, int(changed.sum()), _examples(series, changed))
 
 
+def _numeric_dates_as_iso(text: pd.Series, *, dayfirst: bool) -> pd.Series:
+    # 03/04/2024 (or 03.04.24, 3-4-2024 10:15) rewritten as ISO text in the
+    # order the config gives; an impossible date then fails instead of being
+    # silently read the other way round.
+    parts = text.astype(str).str.extract(_NUMERIC_DATE_RE)
+    first, second, year, rest = parts[0], parts[2], parts[3], parts[4].fillna("")
+    day, month = (first, second) if dayfirst else (second, first)
+    year = year.where(year.str.len() != 2, "20" + year)
+    iso = year + "-" + month.str.zfill(2) + "-" + day.str.zfill(2) + rest
+    return iso.where(parts[0].notna())
+
+
 def parse_dates(
     series: pd.Series, *, dayfirst: bool = False, date_format: str | None = None
 ) -> Cleaned:
     """Parse date text; ``rows`` counts filled values that could not be read.
 
     With ``date_format`` only that format is accepted. Otherwise ISO dates
-    are read first and the rest with ``dayfirst`` deciding between 03/04
-    meaning 3 April (True) or 4 March (False). Time zones are dropped.
+    (``2024-03-04``, with or without a time) are read first. Numeric dates
+    such as ``03/04/2024`` are read day first when ``dayfirst`` is True (3
+    April) and month first otherwise (4 March); a value impossible in that
+    order (``25/12/2024`` month first) is counted as unparsed, never read
+    the other way round. Other texts ("Mar 4, 2024") are read by pandas.
+    Time zones are converted to UTC and dropped. Two-digit years are 20xx.
     """
     text = series.where(~map_values(series, is_placeholder).astype(bool))
     if date_format:
         parsed = pd.to_datetime(text, format=date_format, errors="coerce")
     else:
         parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-        rest = parsed.isna() & text.notna()
+        numeric = _numeric_dates_as_iso(text, dayfirst=dayfirst)
+        rest = parsed.isna() & numeric.notna()
+        if rest.any():
+            again = pd.to_datetime(
+                numeric[rest], format="ISO8601", errors="coerce", utc=True
+            )
+            parsed = parsed.where(~rest, again)
+        rest = parsed.isna() & text.notna() & numeric.isna()
         if rest.any():
             again = pd.to_datetime(
                 text[rest], format="mixed", dayfirst=dayfirst, errors="coerce", utc=True

@@ -199,6 +199,30 @@ def test_parse_dates_follows_dayfirst(dayfirst, expected):
     assert cleaned.values.iloc[0] == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "dayfirst", "expected"),
+    [
+        ("25/12/2024", True, pd.Timestamp("2024-12-25")),
+        ("12/25/2024", False, pd.Timestamp("2024-12-25")),
+        ("3.4.24 10:15", True, pd.Timestamp("2024-04-03 10:15")),
+        ("Mar 5, 2024", True, pd.Timestamp("2024-03-05")),
+        ("2024-03-04T10:00:00+02:00", False, pd.Timestamp("2024-03-04 08:00")),
+    ],
+)
+def test_parse_dates_reads_common_export_formats(raw, dayfirst, expected):
+    cleaned = _clean.parse_dates(pd.Series([raw]), dayfirst=dayfirst)
+    assert cleaned.values.iloc[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "dayfirst"), [("25/12/2024", False), ("12/25/2024", True)]
+)
+def test_parse_dates_never_swaps_day_and_month(raw, dayfirst):
+    cleaned = _clean.parse_dates(pd.Series([raw]), dayfirst=dayfirst)
+    assert pd.isna(cleaned.values.iloc[0])
+    assert cleaned.rows == 1
+
+
 def test_parse_dates_counts_unparsed_values_instead_of_guessing():
     raw = pd.Series(["2024-03-04", "not a date", None, "2018-02-26 19:58:54"])
     cleaned = _clean.parse_dates(raw)
