@@ -97,3 +97,32 @@ def test_installed_command_runs_as_a_module(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("error: config file")
     assert "Traceback" not in done.stderr
+
+
+def test_demo_writes_the_demo_files(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "demo"), "--accounts", "150"])
+    assert code == 0
+    names = sorted(p.name for p in (tmp_path / "demo").glob("*.csv"))
+    assert names == [
+        "accounts.csv",
+        "contacts.csv",
+        "feedback.csv",
+        "field_history.csv",
+        "opportunities.csv",
+    ]
+
+
+def test_demo_with_too_few_accounts_is_one_clear_message(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "demo"), "--accounts", "5"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: n_accounts must be at least")
+
+
+def test_score_with_missing_model_names_the_file(tmp_path, capsys):
+    argv = ["score", "--model", str(tmp_path / "model.json"), "--input", "x.csv"]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "model.json not found" in err
+    assert "Traceback" not in err
