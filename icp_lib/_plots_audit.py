@@ -6,7 +6,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-__all__ = ["plot_fill_heatmap", "plot_fill_by_outcome", "plot_conversion_by_fill"]
+__all__ = [
+    "plot_fill_heatmap",
+    "plot_fill_by_outcome",
+    "plot_conversion_by_fill",
+    "style_fields",
+    "style_quality",
+]
 
 _OUTCOME_COLORS = {"won": "#2a9d8f", "lost": "#e76f51", "open": "#adb5bd"}
 
@@ -79,7 +85,7 @@ def plot_fill_by_outcome(audit, *, ax=None):
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of records filled")
     ax.set_title("Fill rate by outcome")
-    ax.legend(title="Records", loc="lower right")
+    ax.legend(title="Records", loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
 
@@ -123,5 +129,50 @@ def plot_conversion_by_fill(audit, *, ax=None):
     ax.invert_yaxis()
     ax.set_xlabel("Conversion (%)")
     ax.set_title("Conversion of records with and without each field")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
+
+
+_PERCENT_COLUMNS = (
+    "Filled",
+    "Filled (won)",
+    "Filled (lost)",
+    "Filled (open)",
+    "Conversion with",
+    "Conversion without",
+    "Conversion (all)",
+)
+
+
+def _percent(value) -> str:
+    return "not enough data" if value is None or np.isnan(value) else f"{value:.0%}"
+
+
+def _p_value(value) -> str:
+    return "not tested" if value is None or np.isnan(value) else f"{value:.2g}"
+
+
+def _auc(value) -> str:
+    return "not enough data" if value is None or np.isnan(value) else f"{value:.2f}"
+
+
+def style_fields(audit):
+    """The field table of the report as a pandas Styler (values HTML-escaped)."""
+    frame = audit.field_frame()
+    formats = dict.fromkeys(_PERCENT_COLUMNS, _percent)
+    formats |= {"p-value": _p_value, "AUC alone": _auc}
+    colors = {"use": "#d8f3dc", "exclude": "#ffe5d9", "needs_review": "#fff3bf"}
+    return (
+        frame.style.format(formats, escape="html")
+        .map(lambda d: f"background-color: {colors.get(d, '')}", subset=["Decision"])
+        .hide(axis="index")
+    )
+
+
+def style_quality(audit):
+    """The quality findings as a pandas Styler (values HTML-escaped)."""
+    frame = audit.quality_frame()
+    return frame.style.format(
+        {"Share": lambda v: "" if np.isnan(v) else f"{v:.1%}", "Rows": "{:,}"},
+        escape="html",
+    ).hide(axis="index")

@@ -51,6 +51,7 @@ __all__ = [
     "audit_table",
     "fields_to_use",
     "read_audit",
+    "segment_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -324,6 +325,20 @@ class AuditResult:
         frame = pd.DataFrame.from_dict(rows, orient="index", dtype=float)
         return frame.reindex(columns=sorted(frame.columns))
 
+    def target_frame(self) -> pd.DataFrame:
+        """The counts behind the point of optimization, one row per count."""
+        labels = {
+            "records": "Records in the window",
+            "closed": "Closed (won or lost)",
+            "won": "Won",
+            "lost": "Lost",
+            "open": "Still open",
+            "qualified": "Reached a qualified stage (or won)",
+        }
+        counts = self.target.counts
+        rows = [(text, counts.get(key, 0)) for key, text in labels.items()]
+        return pd.DataFrame(rows, columns=["Count", "Records"]).set_index("Count")
+
     def quality_frame(self) -> pd.DataFrame:
         """The data quality findings as a table."""
         cols = ["Check", "Column", "Rows", "Share", "Detail", "Examples"]
@@ -336,6 +351,31 @@ class AuditResult:
     def summary_markdown(self) -> str:
         """The plain-language summary that opens the report (Markdown)."""
         return _summary_markdown(self)
+
+
+def segment_table(table, config, name: str):
+    """Return the part of ``table`` in segment ``name`` of the config.
+
+    ``"all"`` means the whole table unless the config defines a segment of
+    that name.
+
+    Raises
+    ------
+    ConfigError
+        If the config has no segment ``name``.
+    """
+    from .data import select_segment
+
+    for segment in config.segments:
+        if segment.name == name:
+            return select_segment(table, segment)
+    if name == "all":
+        return table
+    names = ", ".join(s.name for s in config.segments)
+    raise ConfigError(
+        f"segment {name!r} is not in the config; segments defined: {names} "
+        "(or 'all' for every record)"
+    )
 
 
 def read_audit(path: str | os.PathLike) -> AuditResult:

@@ -3,6 +3,7 @@
 import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -699,3 +700,42 @@ def test_fill_heatmap_without_dates_says_so(axes):
 
     ax = plot_fill_heatmap(result, ax=axes)
     assert "No dated records" in ax.texts[0].get_text()
+
+
+# --------------------------------------------------------------------------
+# Notebook 01
+
+
+@pytest.mark.slow
+def test_notebook_01_runs_on_demo_data_and_writes_audit_json(tmp_path):
+    import papermill
+    import yaml
+
+    from icp_lib.demo import write_demo
+
+    repo = Path(__file__).resolve().parents[1]
+    write_demo(tmp_path / "demo", seed=3, n_accounts=1200)
+    raw = yaml.safe_load((repo / "params" / "demo.yaml").read_text())
+    config_path = tmp_path / "demo.yaml"
+    config_path.write_text(
+        yaml.safe_dump(raw | {"data_dir": str(tmp_path / "demo")}, sort_keys=False)
+    )
+    out = tmp_path / "out" / "b2b_new"
+
+    papermill.execute_notebook(
+        str(repo / "notebooks" / "01_data_audit.ipynb"),
+        str(tmp_path / "01.ipynb"),
+        parameters={
+            "config_path": str(config_path),
+            "segment": "b2b_new",
+            "quarter": "",
+            "output_dir": str(out),
+        },
+        kernel_name="python3",
+        cwd=str(repo),
+        progress_bar=False,
+    )
+    result = audit.read_audit(out / "audit.json")
+    assert result.segment == "b2b_new"
+    assert result.target.target in audit.TARGETS
+    assert [f.name for f in result.fields] == list(raw["fields"])
