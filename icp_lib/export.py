@@ -201,9 +201,9 @@ def _check_names(names: Mapping[str, str], config: ExportConfig) -> None:
 
 
 def _export_id(value: Any, crm: str) -> str:
-    text = str(value).strip()
-    if crm == "salesforce" and _SF_ID_15.match(text):
-        return salesforce_id_18(text)
+    text = str(value)
+    if crm == "salesforce" and _SF_ID_15.match(text.strip()):
+        return salesforce_id_18(text.strip())
     return text
 
 
