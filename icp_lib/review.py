@@ -662,8 +662,10 @@ def _grade_row(row: pd.Series, records: pd.DataFrame, exp: dict | None, z: float
     out |= _conversion_vs_expected(row["conversion"], closed, exp, z)
     amount = pd.to_numeric(records["amount"], errors="coerce").fillna(0.0)
     revenue = amount.where(records["won"] == 1, 0.0)
-    out |= _total_vs_expected("pipeline", amount, exp.get("pipeline_per_record"), z)
-    out |= _total_vs_expected("revenue", revenue, exp.get("revenue_per_record"), z)
+    calib_n = _num_or_nan(exp.get("records"))
+    for name, values in (("pipeline", amount), ("revenue", revenue)):
+        per_record = exp.get(f"{name}_per_record")
+        out |= _total_vs_expected(name, values, per_record, calib_n, z)
     return out
 
 
@@ -685,12 +687,19 @@ def _conversion_vs_expected(p: float, n: int, exp: dict, z: float) -> dict:
     }
 
 
-def _total_vs_expected(name: str, values: pd.Series, per_record, z: float) -> dict:
+def _total_vs_expected(
+    name: str, values: pd.Series, per_record, calib_n: float, z: float
+) -> dict:
     n = len(values)
     total = float(values.sum())
     expected = n * _num_or_nan(per_record)
-    # The total is n times a mean: its standard error is sqrt(n) * sd.
-    se = math.sqrt(n) * float(values.std(ddof=1)) if n > 1 else math.nan
+    # The total is n times a mean: its variance is n * sd^2. The expectation
+    # is n times calibration's mean over calib_n records, with variance
+    # n^2 * sd^2 / calib_n (sd taken from this quarter; calibration keeps
+    # only its mean). Without calib_n that term is left out.
+    sd = float(values.std(ddof=1)) if n > 1 else math.nan
+    calib = n**2 / calib_n if calib_n and calib_n > 0 else 0.0
+    se = sd * math.sqrt(n + calib)
     diff = total - expected
     return {
         name: total,
