@@ -110,9 +110,10 @@ def _config(tmp_path: Path, **changes) -> Config:
     return Config.model_validate(raw)
 
 
-@pytest.fixture
-def table(tmp_path):
-    return load_table(_config(tmp_path))
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """The messy export loaded once; tests only read it."""
+    return load_table(_config(tmp_path_factory.mktemp("crm")))
 
 
 def _row(table, record_id: str) -> pd.Series:
@@ -304,6 +305,8 @@ def test_load_table_reads_history_and_feedback(tmp_path):
     }
     files = {"history.csv": history, "feedback.csv": feedback}
     table = load_table(_config(tmp_path, files=files, sources=sources))
+    save_table(table, tmp_path / "cache")
+    table = read_table(tmp_path / "cache")
     assert table.history["changed_at"].tolist() == [pd.Timestamp("2026-01-20")]
     assert list(table.feedback.columns) == [
         "record_id",
@@ -314,6 +317,31 @@ def test_load_table_reads_history_and_feedback(tmp_path):
     ]
     assert table.feedback["verdict"].tolist()[0] == "good"
     assert pd.isna(table.feedback["verdict"].iloc[1])
+
+
+def test_load_table_names_records_by_row_without_record_id(tmp_path):
+    opps = "Stage,Size\nWon,1\nLost,2\nWon,1\nLost,3\n"
+    config = Config.model_validate(
+        {
+            "client": "Rows",
+            "data_dir": str(tmp_path),
+            "unit": "lead",
+            "sources": {
+                "opportunities": {
+                    "path": "leads.csv",
+                    "columns": {"stage": "Stage", "size": "Size"},
+                }
+            },
+            "outcome": {"won": ["won"], "lost": ["LOST"]},
+            "fields": {"size": {"kind": "numeric"}},
+        }
+    )
+    (tmp_path / "leads.csv").write_text(opps)
+    table = load_table(config)
+    # Row 3 repeats row 1 exactly and is dropped; names follow file rows.
+    assert table.frame["record_id"].tolist() == ["row-1", "row-2", "row-4"]
+    assert not table.has_dates
+    assert table.frame["quarter"].isna().all()
 
 
 def test_select_segment_compares_text_ignoring_case(table):

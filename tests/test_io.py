@@ -138,6 +138,7 @@ def test_read_source_reads_duckdb_table_and_query(tmp_path):
     by_query = _read(path, query="SELECT * FROM deals WHERE Amount > 15").frame
     assert by_table["amount"].tolist() == ["10", "20"]
     assert by_query["record_id"].tolist() == ["b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["crm.duckdb"]  # opened read-only
 
 
 def test_read_source_runs_duckdb_query_over_files_of_a_folder(tmp_path):
