@@ -1,5 +1,7 @@
 """Tests of the cleaning rules in icp_lib._clean."""
 
+import doctest
+import importlib
 import math
 
 import pandas as pd
@@ -287,3 +289,10 @@ def test_rank_seniority_matches_title_keywords(title, level):
 def test_seniority_levels_are_ordered_most_senior_first():
     assert SENIORITY_LEVELS[0] == "C-level"
     assert SENIORITY_LEVELS[-1] == "Individual contributor"
+
+
+@pytest.mark.parametrize("module", ["icp_lib._clean", "icp_lib.data"])
+def test_docstring_examples_hold(module):
+    results = doctest.testmod(importlib.import_module(module))
+    assert results.attempted > 0
+    assert results.failed == 0
