@@ -8,6 +8,7 @@ import json
 import math
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -537,3 +538,173 @@ def test_charts_draw_one_bar_per_grade_and_variable(synthetic_result):
 
     ax = plots.plot_shares(synthetic_result.most_shifted())
     assert ax.get_title() == "Region"
+
+
+# --- demo data: the planted truth -------------------------------------------------
+
+DEMO_MAX = {"industry": 28, "employees": 27, "seniority": 20, "region": 11}
+EMPLOYEE_LOWER = [11, 51, 201, 501, 1001, 5001, 10001]  # lower bounds of the bands
+
+
+def _truth_levels(name: str) -> list[dict]:
+    from icp_lib.demo import TRUTH
+
+    effects = dict(TRUTH.effects[name])
+    low, span = min(effects.values()), max(effects.values()) - min(effects.values())
+    return [
+        {"values": [v], "label": v, "points": round(DEMO_MAX[name] * (e - low) / span)}
+        for v, e in effects.items()
+    ]
+
+
+def _truth_card_json() -> dict:
+    """A points card built from TRUTH, not fitted: points follow the effects."""
+    bounds = [None, *EMPLOYEE_LOWER, None]
+    bins = [
+        {"lower": lo, "upper": hi, "label": f"band {i}", "points": round(27 * i / 7)}
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+    ]
+    fields = [
+        {
+            "name": n,
+            "label": n.title(),
+            "kind": "categorical",
+            "levels": _truth_levels(n),
+            "other_points": 0,
+            "missing_points": 0,
+        }
+        for n in ("industry", "seniority", "region")
+    ]
+    fields.append(
+        {
+            "name": "employees",
+            "label": "Employees",
+            "kind": "range",
+            "bins": bins,
+            "missing_points": 0,
+        }
+    )
+    fields.append(
+        {
+            "name": "technologies",
+            "label": "Tech stack",
+            "kind": "multi",
+            "separator": "|",
+            "indicators": [{"value": "Salesforce", "points": 14}],
+            "missing_points": 0,
+        }
+    )
+    card = _card_json()
+    return {**card, "model_id": "demo-b2b_new-2026Q3-truth", "fields": fields}
+
+
+def _demo_setup(folder: Path, n_accounts: int):
+    from icp_lib import grades as G
+    from icp_lib.config import load_config
+    from icp_lib.data import load_table, select_segment
+    from icp_lib.demo import write_demo
+
+    write_demo(folder / "data", n_accounts=n_accounts)
+    config = load_config(REPO / "params" / "demo.yaml")
+    config = config.model_copy(update={"data_dir": str(folder / "data")})
+    segment = next(s for s in config.segments if s.name == "b2b_new")
+    table = select_segment(load_table(config), segment)
+
+    card = ScoreCard.from_json(_truth_card_json())
+    train = table.frame[table.frame["quarter"].isin(TRAIN_Q)].reset_index(drop=True)
+    scores = score_records(card, train)["score"]
+    q = np.quantile(scores, [0.85, 0.55, 0.25]).round().astype(int)
+    cuts = {"A": int(q[0]), "B": int(q[1]), "C": int(q[2])}
+    frame = train.assign(score=scores, grade=assign_grades(scores, {"cuts": cuts}))
+    expected = G.expected_baseline(G.grade_table(frame, cuts=cuts))
+    card = card.with_grades({"method": "data", "cuts": cuts, "expected": expected})
+    return config, table, card
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo_review(tmp_path_factory):
+    config, table, card = _demo_setup(tmp_path_factory.mktemp("demo"), 3000)
+    return review_quarter(table, card, config=config, quarter="", segment="b2b_new")
+
+
+def test_demo_region_shift_is_detected_as_planted(demo_review):
+    from icp_lib.demo import TRUTH
+
+    assert demo_review.quarter == TRUTH.drift_quarter
+    region = next(d for d in demo_review.drift if d.variable == "region")
+    shares = region.result.to_frame().set_index("bin")
+    ratio = shares.loc["APAC", "actual_share"] / shares.loc["APAC", "expected_share"]
+
+    assert region.status == "shifted"
+    assert region.result.top_movers(1) == [TRUTH.drift_region]
+    assert ratio == pytest.approx(TRUTH.drift_share_factor, rel=0.3)
+
+
+def test_demo_apac_conversion_drop_shows_in_the_verdict(demo_review):
+    from icp_lib.demo import TRUTH
+
+    conv = demo_review.conversion_drift.set_index(["variable", "level"])
+    apac = conv.loc[("region", TRUTH.drift_region)]
+
+    assert TRUTH.drift_effect < 0 and apac["direction"] == "dropped"
+    assert demo_review.verdict.decision == "rerun"
+    assert any(TRUTH.drift_region in r for r in demo_review.verdict.reasons)
+
+
+def test_demo_grade_ordering_holds_where_truth_says(demo_review):
+    # The card follows the true effects, so no grade may convert worse than
+    # the one below it; A over B is the widest step and must be confirmed.
+    answers = [t.answer for t in demo_review.ordering]
+    assert "no" not in answers
+    assert answers[0] == "yes"
+
+
+def test_demo_feedback_trend_rises_as_planted(demo_review):
+    from icp_lib.demo import TRUTH
+
+    fb = demo_review.feedback
+    months = fb.by_month.set_index("month")
+    planted = list(TRUTH.feedback_trend)  # months with a raised bad-fit chance
+
+    assert fb.trend_slope > 0 and fb.trend_p_value < 0.05
+    assert months.loc[planted, "bad"].sum() / months.loc[planted, "rows"].sum() > (
+        months.drop(index=planted)["bad"].sum()
+        / months.drop(index=planted)["rows"].sum()
+    )
+    assert fb.alerts
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_small_demo_and_writes_review_json(tmp_path):
+    import papermill
+    import yaml
+
+    config, table, card = _demo_setup(tmp_path, 1200)
+    out = tmp_path / "reports" / "2026Q3" / "b2b_new"
+    card.save(out / "model.json")
+    raw = yaml.safe_load((REPO / "params" / "demo.yaml").read_text())
+    config_path = tmp_path / "demo.yaml"
+    config_path.write_text(yaml.safe_dump({**raw, "data_dir": str(tmp_path / "data")}))
+
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "04_quarterly_review.ipynb"),
+        str(out / "04_quarterly_review.ipynb"),
+        parameters={
+            "config_path": str(config_path),
+            "segment": "b2b_new",
+            "quarter": "2026Q3",
+            "output_dir": str(out),
+            "table_dir": "",
+        },
+        kernel_name="python3",
+        cwd=str(REPO),
+        progress_bar=False,
+    )
+
+    data = json.loads((out / "review.json").read_text())
+    assert data["quarter"] == "2026Q3" and data["segment"] == "b2b_new"
+    assert data["verdict"]["decision"] in ("keep", "watch", "rerun")
+    assert data["model"]["out_of_time"] is True
