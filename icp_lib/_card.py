@@ -43,6 +43,8 @@ __all__ = [
     "CardField",
     "ScoreCard",
     "score_records",
+    "points_by_field",
+    "assign_grades",
 ]
 
 SCHEMA_VERSION = 1
@@ -626,8 +628,9 @@ def assign_grades(scores: pd.Series, grades: Mapping[str, Any] | None) -> pd.Ser
     return pd.Series(letters, index=scores.index, dtype="str")
 
 
-def _check_columns(card: ScoreCard, frame: pd.DataFrame, id_column: str) -> None:
-    needed = [id_column, *(f.name for f in card.fields)]
+def _check_columns(card: ScoreCard, frame: pd.DataFrame, id_column: str | None):
+    needed = [id_column] if id_column else []
+    needed += [f.name for f in card.fields]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         shown = ", ".join(map(str, list(frame.columns)[:30]))
@@ -659,20 +662,19 @@ def _level_points(f: CardField, values: pd.Series) -> tuple[np.ndarray, list]:
         for lv in f.levels
         for v in lv.values
     }
-    pts, shown = [], []
-    for raw in values.tolist():
+
+    def one(raw):
         key = _level_key(raw, f.kind)
         if key is None:
-            p, s = f.missing_points, "missing"
-        else:
-            p, s = lookup.get(key, (f.other_points, str(raw).strip()))
-        pts.append(p)
-        shown.append(s)
-    return np.asarray(pts, dtype="int64"), shown
+            return f.missing_points, "missing"
+        return lookup.get(key, (f.other_points, " ".join(str(raw).split())))
+
+    pairs = _per_distinct(values, one)
+    return np.array([p for p, _ in pairs], dtype="int64"), [s for _, s in pairs]
 
 
 def _numeric_points(f: CardField, values: pd.Series) -> tuple[np.ndarray, list]:
-    nums = [parse_number_value(v, kind=f.kind) for v in values.tolist()]
+    nums = _per_distinct(values, lambda v: parse_number_value(v, kind=f.kind))
     nums = np.asarray(nums, dtype="float64")
     uppers = np.array([np.inf if b.upper is None else b.upper for b in f.bins[:-1]])
     idx = np.searchsorted(uppers, nums, side="right")
@@ -687,17 +689,30 @@ def _numeric_points(f: CardField, values: pd.Series) -> tuple[np.ndarray, list]:
 
 def _multi_points(f: CardField, values: pd.Series) -> tuple[np.ndarray, list]:
     wanted = {normalize_text(i.value): i for i in f.indicators}
-    pts, shown = [], []
-    for raw in values.tolist():
+
+    def one(raw):
         items = _split_multi(raw, f.separator)
         if not items:
-            pts.append(f.missing_points)
-            shown.append("missing")
-            continue
+            return f.missing_points, "missing"
         hits = [wanted[k] for k in dict.fromkeys(items) if k in wanted]
-        pts.append(sum(i.points for i in hits))
-        shown.append(", ".join(i.value for i in hits) or "none of the listed")
-    return np.asarray(pts, dtype="int64"), shown
+        return sum(i.points for i in hits), ", ".join(i.value for i in hits)
+
+    pairs = _per_distinct(values, one)
+    return np.array([p for p, _ in pairs], dtype="int64"), [s for _, s in pairs]
+
+
+def _per_distinct(values: pd.Series, func) -> list:
+    """Apply ``func`` once per distinct value; return one result per row."""
+    raw = values.astype("object")
+    raw = raw.where(raw.notna(), None).tolist()
+    done: dict = {}
+    out = []
+    for v in raw:
+        key = (type(v), v)
+        if key not in done:
+            done[key] = func(v)
+        out.append(done[key])
+    return out
 
 
 def _split_multi(raw: Any, separator: str) -> list[str]:
@@ -720,3 +735,10 @@ def _top_reasons(card: ScoreCard, parts: list, n: int, top: int) -> list[list[st
         items.sort(key=lambda t: -t[0])
         out[row] = [text for _, text in items[:top]]
     return out
+
+
+def points_by_field(card: ScoreCard, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return each record's points per card field (columns: field names)."""
+    _check_columns(card, frame, None)
+    cols = {f.name: _field_points(f, frame[f.name])[0] for f in card.fields}
+    return pd.DataFrame(cols, index=frame.index, dtype="int64")
