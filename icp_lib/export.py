@@ -45,9 +45,9 @@ from ._clean import (
     parse_bool,
     salesforce_id_18,
 )
-from .config import ExportConfig
+from .config import Config, ExportConfig
 from .errors import ConfigError, DataError, ModelError
-from .grades import require_columns
+from .grades import Calibration, require_columns
 
 __all__ = [
     "CRM_PRESETS",
@@ -58,6 +58,7 @@ __all__ = [
     "neutralize_cell",
     "write_scores",
     "to_sql",
+    "save_calibration",
 ]
 
 logger = logging.getLogger(__name__)
@@ -745,3 +746,67 @@ def build_select(
     return exp.select("record_id", "score", exp.alias_(grade, "grade")).from_(
         middle.subquery("scored")
     )
+
+
+# --- notebook 03 outputs ----------------------------------------------------------
+
+
+def save_calibration(
+    calibration: Calibration,
+    card: ScoreCard,
+    output_dir: str | os.PathLike,
+    *,
+    config: Config,
+    scoring_date: dt.date | str | None = None,
+) -> str:
+    """Save the grades into model.json and write scores.csv; say what was done.
+
+    Parameters
+    ----------
+    calibration : Calibration
+        The result of :func:`icp_lib.grades.calibrate`.
+    card : ScoreCard
+        The model read from ``output_dir``/model.json.
+    output_dir : str or path-like
+        The segment's output folder.
+    config : Config
+        The client config (``export`` section).
+    scoring_date : date or str, optional
+        Date written in scores.csv; default today (UTC).
+
+    Returns
+    -------
+    str
+        Markdown saying which files were written, or why not.
+
+    Notes
+    -----
+    The grades (also those marked not for deployment) go into model.json so
+    that the quarterly review can read them. scores.csv is written only
+    when the grades are deployable; otherwise an older scores.csv in the
+    folder is removed, so a CRM import cannot pick up stale grades.
+    """
+    out = Path(output_dir)
+    entry = calibration.grades_entry()
+    lines = []
+    if entry is not None:
+        card.with_grades(entry).save(out / "model.json")
+        lines.append("- The grades and their expected results are saved in model.json.")
+    scores = out / "scores.csv"
+    if calibration.deployable:
+        graded = card.with_grades(entry)
+        date = scoring_date or dt.datetime.now(dt.UTC).date()
+        write_scores(
+            calibration.scored, scores, card=graded, config=config.export,
+            scoring_date=date,
+        )  # fmt: skip
+        lines.append(
+            f"- scores.csv holds {len(calibration.scored):,} records (open ones "
+            "included) with score, grade and top reasons, ready for the CRM import."
+        )
+    else:
+        scores.unlink(missing_ok=True)
+        lines.append(
+            "- scores.csv was **not** written: these grades are not for deployment."
+        )
+    return "\n".join(lines)

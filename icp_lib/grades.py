@@ -57,6 +57,8 @@ __all__ = [
     "falloff",
     "expected_baseline",
     "grades_entry",
+    "Calibration",
+    "calibrate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -370,6 +372,13 @@ class GradeTable:
     verdict: str
     alpha: float
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def falls(self) -> bool:
+        """True when conversion falls strictly from A to D and the trend test
+        is significant (adjacent steps may still be within noise)."""
+        conv = self.frame["conversion"].to_numpy()
+        return bool(np.all(np.diff(conv) < 0)) and bool(self.trend["significant"])
 
     def summary_markdown(self) -> str:
         """Return the verdict and the tests as a short Markdown text."""
@@ -828,3 +837,209 @@ def grades_entry(
         "notes": [*cuts.notes, *table.notes],
         "expected": expected_baseline(table),
     }
+
+
+# --- the whole step ---------------------------------------------------------------
+
+STATUSES = ("ok", "not_for_deployment", "too_small", "no_grades")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Everything notebook 03 shows and saves for one segment.
+
+    Attributes
+    ----------
+    status : str
+        ``"ok"``; ``"not_for_deployment"`` (grades shown, but the model is
+        not usable or the grades are not ordered); ``"too_small"`` (the
+        segment was too small to model); ``"no_grades"`` (no valid grades
+        could be cut; ``notes`` says why).
+    records : DataFrame
+        The training-window records: ``record_id``, ``score``, ``grade``,
+        ``won`` (the model's outcome: won, or qualified) and ``amount``.
+    scored : DataFrame
+        Every record of the segment (open ones included), as returned by
+        ``score_records`` with the grades: what the CRM imports.
+    cuts, table, falloff
+        The results of :func:`cut_grades`, :func:`grade_table` and
+        :func:`falloff`; None when ``status`` is ``too_small`` or
+        ``no_grades`` (``falloff`` is still set for ``no_grades``).
+    notes : tuple of str
+        Fallbacks and reasons, in plain words.
+    """
+
+    status: str
+    model_id: str
+    target: str
+    records: pd.DataFrame
+    scored: pd.DataFrame
+    cuts: GradeCuts | None
+    table: GradeTable | None
+    falloff: Falloff | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def deployable(self) -> bool:
+        """True when the grades may go to the CRM."""
+        return self.status == "ok"
+
+    def grades_entry(self) -> dict[str, Any] | None:
+        """Return the ``grades`` entry of model.json, or None."""
+        if self.cuts is None or self.table is None:
+            return None
+        return grades_entry(
+            self.cuts, self.table, not_for_deployment=not self.deployable
+        )
+
+    def banner_markdown(self) -> str:
+        """Return the headline of the report: status and what it means."""
+        lines = [_BANNERS[self.status]]
+        lines += [f"- {escape(n)}" for n in self.notes]
+        return "\n".join(lines)
+
+    def cuts_markdown(self) -> str:
+        """Return the cut points and how they were chosen, in words."""
+        if self.cuts is None:
+            return "No grades were cut."
+        c = self.cuts.cuts
+        how = (
+            "fixed thresholds from the client config"
+            if self.cuts.method == "fixed"
+            else "cut points chosen from the data so that conversion falls from "
+            "grade to grade and every grade holds enough records and wins"
+        )
+        return (
+            f"Grades use {how}: **A** = score {c['A']} and above, **B** = "
+            f"{c['B']} to {c['A'] - 1}, **C** = {c['C']} to {c['B'] - 1}, "
+            f"**D** = below {c['C']}."
+        )
+
+    def table_frame(self) -> pd.DataFrame:
+        """Return the grade table for display (empty when there is none)."""
+        return pd.DataFrame() if self.table is None else self.table.display_frame()
+
+    def table_markdown(self) -> str:
+        """Return the verdict and the tests of the grade table."""
+        if self.table is None:
+            return "No grade table: no grades were cut."
+        return self.table.summary_markdown()
+
+    def falloff_markdown(self) -> str:
+        """Return the fall-off numbers in words."""
+        if self.falloff is None:
+            return "Not enough data to study the fall-off."
+        return self.falloff.summary_markdown()
+
+
+_BANNERS = {
+    "ok": "**The grades are ready for deployment.** They are saved in model.json "
+    "and scores.csv holds every record of the segment for the CRM import.",
+    "not_for_deployment": "**NOT FOR DEPLOYMENT.** The grades below are shown "
+    "for information only; scores.csv is not written, so nothing reaches the "
+    "CRM. Reasons:",
+    "too_small": "**This segment was too small to model.** There is no score to "
+    "grade; the data audit (notebook 01) says why. Nothing is exported.",
+    "no_grades": "**No grades could be cut.** Nothing is exported. Reasons:",
+}
+
+
+def _training_records(card, frame: pd.DataFrame) -> pd.DataFrame:
+    quarters = (card.meta.get("training_window") or {}).get("quarters") or []
+    if quarters and "quarter" in frame.columns:
+        frame = frame[frame["quarter"].isin(quarters)]
+    return frame
+
+
+def _outcome(frame: pd.DataFrame, target: str) -> pd.Series:
+    # With a qualified target every record has an outcome (qualified or not).
+    if target == "qualified":
+        return frame["qualified"].astype("float64")
+    return pd.to_numeric(frame["won"], errors="coerce")
+
+
+def _score_frame(card, frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    from ._card import score_records
+
+    scored = score_records(card.with_grades(None), frame)
+    return pd.DataFrame(
+        {
+            "record_id": scored["record_id"].to_numpy(),
+            "score": scored["score"].to_numpy(),
+            "won": _outcome(frame, target).to_numpy(),
+            "amount": pd.to_numeric(frame["amount"], errors="coerce").to_numpy(),
+        }
+    )
+
+
+def _not_deployable_reasons(card, table: GradeTable) -> list[str]:
+    reasons = []
+    if not card.usable:
+        found = (
+            "; ".join(map(str, card.verdict.get("reasons", []))) or "no reason given"
+        )
+        reasons.append(f"the model is not usable ({found})")
+    if not table.falls:
+        reasons.append(
+            "conversion does not fall significantly from grade A to grade D on "
+            "the training records"
+        )
+    return reasons
+
+
+def calibrate(card, frame: pd.DataFrame, *, config) -> Calibration:
+    """Run the grade calibration of one segment.
+
+    Parameters
+    ----------
+    card : ScoreCard
+        The model of notebook 02.
+    frame : DataFrame
+        The segment's modeling table (``ModelingTable.frame``): all its
+        records. Cuts and statistics use the model's training window;
+        every record is scored for the CRM export.
+    config : Config
+        The client config (``grades``, ``review.alpha``).
+
+    Returns
+    -------
+    Calibration
+    """
+    target = str(card.meta.get("target", "won"))
+    empty = pd.DataFrame(columns=["record_id", "score", "grade", "won", "amount"])
+    if target == "too_small" or not card.fields:
+        return Calibration(
+            "too_small", card.model_id, target, empty, empty, None, None, None
+        )
+    records = _score_frame(card, _training_records(card, frame), target)
+    fall = falloff(records, max_score=card.max_score, alpha=config.review.alpha)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FallbackWarning)
+            cuts = cut_grades(
+                records["score"], records["won"], config=config.grades,
+                max_score=card.max_score,
+            )  # fmt: skip
+    except DataError as exc:
+        return Calibration(
+            "no_grades", card.model_id, target, records.assign(grade=pd.NA),
+            empty, None, None, fall, (str(exc),),
+        )  # fmt: skip
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    return _finish(card, frame, records, cuts, fall, config, target)
+
+
+def _finish(card, frame, records, cuts: GradeCuts, fall, config, target):
+    from ._card import score_records
+
+    records = records.assign(grade=assign_grades(records["score"], cuts.cuts))
+    table = grade_table(records, cuts=cuts.cuts, alpha=config.review.alpha)
+    reasons = _not_deployable_reasons(card, table)
+    status = "not_for_deployment" if reasons else "ok"
+    notes = (*reasons, *cuts.notes, *table.notes)
+    graded = card.with_grades({"method": cuts.method, "cuts": cuts.cuts})
+    scored = score_records(graded, frame, top_reasons=config.export.top_reasons)
+    return Calibration(
+        status, card.model_id, target, records, scored, cuts, table, fall, notes
+    )
