@@ -635,7 +635,12 @@ def _conversion(filled: pd.Series, y: pd.Series, alpha: float) -> dict:
     }
 
 
-def _lift_test(conv: dict) -> _stats.TestResult:
+def _lift_test(conv: dict, *, sparse: bool) -> _stats.TestResult:
+    """Filled against unfilled records.
+
+    For a sparse field the test is one-sided: enrichment that covers few
+    records earns its place only if the records it covers convert better.
+    """
     filled, unfilled = conv["filled"], conv["unfilled"]
     method = "two-proportion z test"
     total = filled.n + unfilled.n
@@ -645,9 +650,8 @@ def _lift_test(conv: dict) -> _stats.TestResult:
     if min(filled.n, unfilled.n) < MIN_GROUP:
         note = f"fewer than {MIN_GROUP} records with or without the field"
         return _stats.TestResult(method, math.nan, math.nan, math.nan, note)
-    return _stats.two_proportion_test(
-        filled.count, filled.n, unfilled.count, unfilled.n
-    )
+    test = _stats.one_sided_proportion_test if sparse else _stats.two_proportion_test
+    return test(filled.count, filled.n, unfilled.count, unfilled.n)
 
 
 def _pool_rare(groups: pd.Series) -> pd.Series:
@@ -869,7 +873,7 @@ def _relevance_flags(fill, lift, value, auc, ctx: _Context, label: str) -> list[
                 "sparse",
                 f"filled on only {_pct(fill)} of records (below "
                 f"{audit.sparse_fill:.0%}) and records with it filled do not convert "
-                f"significantly differently ({_p_text(lift)}); not used until its "
+                f"significantly better ({_p_text(lift)}); not used until its "
                 "enrichment improves",
             )
         )
@@ -913,7 +917,8 @@ def _audit_field(spec, ctx: _Context) -> FieldAudit:
     fill = _fill_rates(name, ctx)
     filled_pop = _is_filled(ctx.pop[name])
     conv = _conversion(filled_pop, ctx.y, alpha)
-    lift = _lift_test(conv)
+    sparse = fill["overall"] < ctx.config.audit.sparse_fill
+    lift = _lift_test(conv, sparse=sparse)
     population = _stats.one_sample_proportion_test(
         conv["filled"].count, conv["filled"].n, conv["all"].rate
     )

@@ -431,6 +431,20 @@ def test_sparse_field_with_lift_is_not_flagged_sparse(base):
     assert result.field("rare").lift_test.significant(0.05)
 
 
+def test_sparse_field_whose_records_convert_worse_is_still_sparse(base):
+    rng = np.random.default_rng(22)
+    p_fill = np.where(base["won"] == 1, 0.04, 0.10)
+    rare = pd.Series(np.where(rng.random(len(base)) < p_fill, "x", None), dtype="str")
+    result = run_audit(
+        base.assign(rare=rare), {"rare": "categorical"}, asymmetry_ratio=3.0
+    )
+    item = result.field("rare")
+    # the two-sided difference is real, but a lift means converting better
+    assert item.conversion["filled"].rate < item.conversion["unfilled"].rate
+    assert item.lift_test.method == "one-sided two-proportion z test"
+    assert flags_of(result, "rare") == {"sparse"}
+
+
 @pytest.mark.parametrize("kind", ["numeric", "range"])
 def test_numeric_driver_is_tested_across_value_bins(base, kind):
     rng = np.random.default_rng(18)
