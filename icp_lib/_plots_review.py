@@ -170,7 +170,7 @@ def plot_history(result, *, ax=None):
             wide.index.astype(str),
             wide[grade].astype(float),
             marker="o",
-            label=f"Grade {grade}",
+            label="All records" if grade == "all" else f"Grade {grade}",
         )
     ax.set_xlabel("Quarter")
     ax.set_ylabel("Conversion")

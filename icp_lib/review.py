@@ -388,6 +388,16 @@ class ReviewResult:
             }
         ).set_index("Grade")
 
+    def history_display(self) -> pd.DataFrame:
+        """Return conversion per quarter (rows) and grade (columns) as text."""
+        h = self.history
+        if h.empty:
+            return pd.DataFrame()
+        wide = h.pivot_table(
+            index="quarter", columns="grade", values="conversion", aggfunc="first"
+        )
+        return wide.apply(lambda col: col.map(_pct)).rename(columns={"all": "All"})
+
     def headline_numbers(self) -> dict[str, Any]:
         """Return the few numbers the index page shows."""
         return _headline(self)
@@ -529,6 +539,7 @@ def _model_info(card, source: DeployedModel | None, frame: pd.DataFrame) -> dict
         "review_quarter": card.meta.get("review_quarter"),
         "training_quarters": list(window.get("quarters") or []),
         "usable": card.usable,
+        "verdict_reasons": [str(r) for r in card.verdict.get("reasons", [])],
         "fields": names,
         "missing_fields": [n for n in names if n not in frame.columns],
         "has_grades": bool(card.grades and card.grades.get("cuts")),
@@ -559,16 +570,13 @@ def _review(table, card, ctx: _Context, quarter, model, history_root) -> ReviewR
     drift = _drift_checks(table, card, reference, review, ctx)
     conv = _conversion_drift(table, card, reference, review, ctx)
     fb = _feedback(table, scored, quarter, ctx)
-    history = _history(history_root, ctx.segment, quarter, grades)
+    history = _history(history_root, ctx.segment, quarter, grades, counts)
     parts = (counts, grades, ordering, drift, conv, fb)
     verdict = _decide(ctx, model, *parts)
     return _build(ctx, quarter, model, parts, history, verdict)
 
 
 def _note_model_limits(ctx: _Context, card, model: dict, quarter: str) -> None:
-    if not card.usable:
-        reasons = "; ".join(map(str, card.verdict.get("reasons", []))) or "no reason"
-        ctx.findings.append(f"the model fit judged this model not usable ({reasons})")
     if not model["out_of_time"]:
         ctx.findings.append(
             f"the model's training window ({', '.join(model['training_quarters'])}) "
@@ -577,8 +585,8 @@ def _note_model_limits(ctx: _Context, card, model: dict, quarter: str) -> None:
         )
     if not model["has_grades"]:
         ctx.not_judged.append(
-            "grade outcomes: the model has no grade cut points yet (notebook 03 "
-            "did not run or failed)"
+            "grade outcomes: the model has no grade cut points (notebook 03 sets "
+            "none for a model that is not usable, or it did not run)"
         )
 
 
@@ -1126,17 +1134,34 @@ _HISTORY_COLUMNS = [
 ]
 
 
-def _history(root, segment: str, quarter: str, grades: pd.DataFrame) -> pd.DataFrame:
+def _history(root, segment: str, quarter: str, grades, counts) -> pd.DataFrame:
     rows = []
     for q, data in _earlier_reviews(root, segment, quarter):
+        rows.append(_overall_row(q, data.get("counts") or {}))
         for g in data.get("grades") or []:
             rows.append({"quarter": q, **{k: g.get(k) for k in _HISTORY_COLUMNS[1:]}})
+    rows.append(_overall_row(quarter, counts))
     for g, r in grades.iterrows():
         rows.append(
             {"quarter": quarter, "grade": g, **{k: r[k] for k in _HISTORY_COLUMNS[2:]}}
         )
     out = pd.DataFrame(rows, columns=_HISTORY_COLUMNS)
     return out.sort_values(["quarter", "grade"], ignore_index=True)
+
+
+def _overall_row(quarter: str, counts: dict) -> dict:
+    wins, closed = counts.get("won", 0), counts.get("won", 0) + counts.get("lost", 0)
+    low, high = wilson_interval(wins, closed)
+    conv = wins / closed if closed else math.nan
+    return {
+        "quarter": quarter,
+        "grade": "all",
+        "closed": closed,
+        "wins": wins,
+        "conversion": conv,
+        "conversion_low": low,
+        "conversion_high": high,
+    }
 
 
 def _earlier_reviews(root, segment: str, quarter: str):
@@ -1190,7 +1215,11 @@ _HEADLINES = {
 
 def _judge_model(model: dict, rerun: list) -> None:
     if model.get("usable") is False:
-        rerun.append("The model fit judged the model not usable.")
+        why = "; ".join(model.get("verdict_reasons") or []) or "no reason given"
+        rerun.append(
+            f"The model fit judged the model not usable ({why}); there is no "
+            "working score to keep. Re-run the analysis when the data changes."
+        )
     if model.get("missing_fields"):
         rerun.append(
             "The data no longer has the model field(s) "
@@ -1601,9 +1630,14 @@ def _history_md(r: ReviewResult) -> str:
     quarters = sorted(set(r.history["quarter"]))
     if len(quarters) <= 1:
         return "No earlier quarterly reviews were found, so there is no history yet."
+    overall = r.history[r.history["grade"] == "all"]
+    shown = ", ".join(
+        f"{_md(row.quarter)} {_pct(row.conversion)}" for row in overall.itertuples()
+    )
     return (
-        f"Grade conversion over {len(quarters)} reviewed quarters "
-        f"({_md(quarters[0])} to {_md(quarters[-1])})."
+        f"Conversion over {len(quarters)} reviewed quarters, all records: {shown}. "
+        "The table shows each grade quarter by quarter; figures of the latest "
+        "quarters rise as their open records close."
     )
 
 
