@@ -1410,6 +1410,46 @@ def _too_small_fit(table, config, audit, quarter, segment) -> ModelFit:
     )  # fmt: skip
 
 
+def segment_of(config: Config, name: str) -> Segment:
+    """Return the config's segment called ``name``.
+
+    ``"all"`` means every record unless the config defines a segment of
+    that name.
+
+    Raises
+    ------
+    ModelError
+        If the config has no such segment; the message lists those it has.
+    """
+    for seg in config.segments:
+        if seg.name == name:
+            return seg
+    if name == "all":
+        return Segment(name="all", label="All records")
+    names = ", ".join(s.name for s in config.segments)
+    raise ModelError(
+        f"segment {name!r} is not in the config; segments defined: {names} "
+        "(or 'all' for every record)"
+    )
+
+
+def example_scores(card: ScoreCard, table, *, n: int = 5) -> pd.DataFrame:
+    """Return the top and bottom ``n`` scored records with their reasons.
+
+    The records are the most recent quarter's (all records without dates);
+    reasons are joined into one text per record.
+    """
+    frame = table.frame
+    if not card.fields or frame.empty:
+        return pd.DataFrame(columns=["record_id", "score", "reasons"])
+    if frame["quarter"].notna().any():
+        frame = frame[frame["quarter"] == frame["quarter"].dropna().max()]
+    scores = score_records(card, frame).sort_values("score", ascending=False)
+    picked = pd.concat([scores.head(n), scores.tail(n)]).drop_duplicates("record_id")
+    picked = picked.assign(reasons=picked["reasons"].map("; ".join))
+    return picked[["record_id", "score", "reasons"]].reset_index(drop=True)
+
+
 # --- report text --------------------------------------------------------------
 
 _MD_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]#|<>"})
