@@ -24,6 +24,7 @@ __all__ = [
     "error_message",
     "summarize_segment",
     "render_index",
+    "warm_up",
 ]
 
 #: Exception names raised by the kit on bad input; their text is already
@@ -43,6 +44,13 @@ def _exporter():
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
+
+
+def warm_up() -> None:
+    """Build the exporter and render an empty page, so later pages are quick."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("warm-up")]
+    _exporter().from_notebook_node(nb)
 
 
 def error_message(ename: str, evalue: str, *, step: str) -> str:

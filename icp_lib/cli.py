@@ -64,6 +64,11 @@ def _add_quarterly(sub, common) -> None:
     p.add_argument(
         "--timeout", type=float, default=None, help="seconds one cell may run"
     )
+    p.add_argument(
+        "--fresh-kernels",
+        action="store_true",
+        help="a new kernel per notebook instead of one per segment (slower)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=_quarterly)
 
@@ -160,6 +165,7 @@ def _quarterly(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         kernel_name=args.kernel,
         timeout=args.timeout,
+        fresh_kernels=args.fresh_kernels,
         progress=None if args.quiet else _print_progress,
     )
     index = run.report_dir / "index.html"

@@ -39,8 +39,10 @@ if segment.startswith("broken"):
 print("stderr noise for analysts", file=sys.stderr)
 warnings.warn("a warning for analysts")
 (out / "audit.json").write_text(json.dumps({"target": "won"}))
+left_by_audit = 1
 """,
     "02_model_fit": """\
+assert "left_by_audit" not in globals(), "the kernel kept the audit's names"
 if segment == "crash":
     1 / 0
 model = {"fields": [{"name": "industry", "label": "Industry <x>"}],

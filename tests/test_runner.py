@@ -202,3 +202,20 @@ def test_missing_notebook_is_named(tmp_path):
 def test_missing_notebook_folder_says_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match="pass --notebooks DIR"):
         find_notebooks(tmp_path / "nowhere")
+
+
+def test_fresh_kernels_give_the_same_files(tmp_path, monkeypatch):
+    install_fake_data(monkeypatch)
+    notebooks = write_notebooks(tmp_path / "notebooks")
+    config = write_config(tmp_path / "client.yaml", ["good"])
+
+    run = run_quarterly(
+        config,
+        reports_dir=tmp_path / "reports",
+        notebooks_dir=notebooks,
+        fresh_kernels=True,
+    )
+
+    assert run.failed == ()
+    folder = run.report_dir / "good"
+    assert all((folder / name).is_file() for name in RESULT_FILES)
