@@ -880,6 +880,11 @@ class Calibration:
     notes: tuple[str, ...] = ()
 
     @property
+    def cut_points(self) -> dict[str, int] | None:
+        """The grade cut points, or None when no grades were cut."""
+        return None if self.cuts is None else dict(self.cuts.cuts)
+
+    @property
     def deployable(self) -> bool:
         """True when the grades may go to the CRM."""
         return self.status == "ok"

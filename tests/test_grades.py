@@ -11,18 +11,25 @@ import itertools
 import json
 import math
 import warnings
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from pydantic import ValidationError
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from icp_lib.config import GradesConfig
+from icp_lib.data import select_segment
 from icp_lib.errors import DataError, FallbackWarning, ModelError
+from icp_lib.export import save_calibration
 from icp_lib.grades import (
     GRADES,
     assign_grades,
+    calibrate,
     check_cuts,
     cut_grades,
     expected_baseline,
@@ -351,3 +358,117 @@ def test_falloff_summary_says_when_there_is_no_closed_record():
         warnings.simplefilter("error")
         result = falloff(frame)
     assert "Not enough closed records" in result.summary_markdown()
+
+
+# --- the calibration step on the demo data --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo's b2b_new segment with a model fitted as notebook 02 does."""
+    from icp_lib import audit, model
+    from icp_lib.config import load_config
+    from icp_lib.data import load_table
+    from icp_lib.demo import write_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    write_demo(root / "data")
+    raw = yaml.safe_load(Path("params/demo.yaml").read_text(encoding="utf-8"))
+    config_path = root / "demo.yaml"
+    config_path.write_text(yaml.safe_dump(raw | {"data_dir": str(root / "data")}))
+    config = load_config(config_path)
+    segment = next(s for s in config.segments if s.name == "b2b_new")
+    table = select_segment(load_table(config), segment)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = audit.audit_table(table, config=config, segment=segment.name)
+        result.save(root / "audit.json")
+        found = json.loads((root / "audit.json").read_text(encoding="utf-8"))
+        fit = model.fit_model(
+            table, config=config, audit=found, quarter=None, segment=segment
+        )
+    return SimpleNamespace(
+        root=root, config=config, config_path=config_path, table=table, card=fit.card
+    )
+
+
+def test_demo_grades_are_ordered_a_to_d(demo):
+    cal = calibrate(demo.card, demo.table.frame, config=demo.config)
+    assert cal.status == "ok", cal.notes
+    assert cal.table.ordered
+    # Independent check: conversion per grade from a plain groupby.
+    conv = cal.records.groupby("grade")["won"].mean().reindex(list(GRADES))
+    assert conv.is_monotonic_decreasing and conv.is_unique
+    assert len(cal.scored) == len(demo.table.frame)
+
+
+def test_unusable_model_grades_are_shown_but_not_exported(demo, tmp_path):
+    card = replace(demo.card, verdict={"usable": False, "reasons": ["weak signal"]})
+    card.save(tmp_path / "model.json")
+    (tmp_path / "scores.csv").write_text("stale\n", encoding="utf-8")
+    cal = calibrate(card, demo.table.frame, config=demo.config)
+    assert cal.status == "not_for_deployment"
+    assert cal.table is not None and "weak signal" in cal.notes[0]
+    assert "NOT FOR DEPLOYMENT" in cal.banner_markdown()
+    text = save_calibration(cal, card, tmp_path, config=demo.config)
+    assert "not** written" in text
+    assert not (tmp_path / "scores.csv").exists()
+    saved = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
+    assert saved["grades"]["not_for_deployment"] is True
+
+
+def test_too_small_segment_says_so_and_exports_nothing(demo, tmp_path):
+    meta = {**demo.card.meta, "target": "too_small"}
+    card = replace(demo.card, fields=(), meta=meta)
+    cal = calibrate(card, demo.table.frame, config=demo.config)
+    assert cal.status == "too_small"
+    assert "too small to model" in cal.banner_markdown()
+    assert save_calibration(cal, card, tmp_path, config=demo.config).startswith(
+        "- scores.csv was **not** written"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def _run_notebook(demo, out: Path, tmp_path: Path) -> None:
+    import papermill
+
+    repo = Path(__file__).resolve().parents[1]
+    papermill.execute_notebook(
+        str(repo / "notebooks" / "03_grade_calibration.ipynb"),
+        str(tmp_path / "03.ipynb"),
+        parameters={
+            "config_path": str(demo.config_path),
+            "segment": "b2b_new",
+            "quarter": "",
+            "output_dir": str(out),
+        },
+        kernel_name="python3",
+        cwd=str(repo),
+        progress_bar=False,
+    )
+
+
+@pytest.mark.slow
+def test_notebook_03_writes_grades_and_scores_csv(demo, tmp_path):
+    out = tmp_path / "b2b_new"
+    out.mkdir()
+    demo.card.save(out / "model.json")
+    _run_notebook(demo, out, tmp_path)
+    saved = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    assert saved["grades"]["not_for_deployment"] is False
+    assert set(saved["grades"]["expected"]) == set(GRADES)
+    scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
+    assert len(scores) == len(demo.table.frame)
+    assert set(scores["ICP_Grade__c"]) == set(GRADES)
+
+
+@pytest.mark.slow
+def test_notebook_03_runs_for_a_segment_too_small_to_model(demo, tmp_path):
+    out = tmp_path / "b2b_new"
+    out.mkdir()
+    meta = {**demo.card.meta, "target": "too_small"}
+    replace(demo.card, fields=(), meta=meta).save(out / "model.json")
+    _run_notebook(demo, out, tmp_path)
+    executed = (tmp_path / "03.ipynb").read_text(encoding="utf-8")
+    assert "too small to model" in executed
+    assert not (out / "scores.csv").exists()
