@@ -661,13 +661,18 @@ def _pool_rare(groups: pd.Series) -> pd.Series:
 
 
 def _value_groups(values: pd.Series, kind: str) -> pd.Series:
-    if kind in ("numeric", "range"):
-        numbers = pd.to_numeric(values, errors="coerce")
-        if numbers.nunique() > VALUE_BINS:
-            bins = pd.qcut(numbers, q=VALUE_BINS, duplicates="drop")
-            return bins.astype(str)
+    if kind not in ("numeric", "range"):
+        return _pool_rare(values.astype(str))
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.nunique() <= VALUE_BINS:
         return numbers.astype(str)
-    return _pool_rare(values.astype(str))
+    bins = pd.qcut(numbers, q=VALUE_BINS, duplicates="drop").astype(str)
+    if bins.nunique() >= 2:
+        return bins
+    # one value holds nearly every record (like 999 for "never contacted"):
+    # compare that value with all the others
+    mode = numbers.mode().iloc[0]
+    return pd.Series(np.where(numbers == mode, f"= {mode:g}", f"!= {mode:g}"))
 
 
 def _value_test(values: pd.Series, y: pd.Series, kind: str) -> _stats.TestResult:
@@ -827,11 +832,16 @@ def _asymmetry_flags(name: str, ctx: _Context) -> list[Flag]:
     ]
     for hi_name, lo_name, hi, lo in pairs:
         if _asymmetric(hi, lo, audit.asymmetry_ratio, audit.alpha):
+            why = (
+                "it seems filled as a deal progresses, so it may be missing when "
+                "a new record is scored"
+                if hi_name == "closed"
+                else "it seems filled because of the outcome"
+            )
             reason = (
                 f"filled on {hi.mean():.0%} of {hi_name} records but only "
                 f"{lo.mean():.0%} of {lo_name} ones (a ratio of "
-                f"{audit.asymmetry_ratio:g} or more suggests it is filled because "
-                "of the outcome)"
+                f"{audit.asymmetry_ratio:g} or more is flagged): {why}"
             )
             return [Flag("fill_asymmetry", reason)]
     return []
@@ -900,15 +910,26 @@ _EXCLUDING = (
 )
 
 
-def _decide(flags: list[Flag], test_used: str, lift, value) -> tuple[str, str]:
+def _use_reason(lift, value, alpha: float) -> str:
+    parts = []
+    if lift.significant(alpha):
+        how = "better than" if "one-sided" in lift.method else "differently from"
+        parts.append(
+            f"records with it filled convert {how} records without it ({_p_text(lift)})"
+        )
+    if value.significant(alpha):
+        parts.append(f"conversion differs across its values ({_p_text(value)})")
+    return " and ".join(parts)
+
+
+def _decide(flags: list[Flag], lift, value, alpha: float) -> tuple[str, str]:
     for name in _EXCLUDING:
         hit = [f for f in flags if f.flag == name]
         if hit:
             return "exclude", hit[0].reason
     if any(f.flag == "too_good" for f in flags):
         return "needs_review", next(f.reason for f in flags if f.flag == "too_good")
-    tests = "; ".join(_p_text(t) for t in (lift, value) if t.defined)
-    return "use", f"conversion differs significantly ({test_used}: {tests})"
+    return "use", _use_reason(lift, value, alpha)
 
 
 def _audit_field(spec, ctx: _Context) -> FieldAudit:
@@ -938,7 +959,7 @@ def _audit_field(spec, ctx: _Context) -> FieldAudit:
         sparse_fill=ctx.config.audit.sparse_fill,
         alpha=alpha,
     )
-    decision, reason = _decide(flags, test_used, lift, value)
+    decision, reason = _decide(flags, lift, value, alpha)
     return FieldAudit(
         name=name,
         label=spec.label,

@@ -753,3 +753,14 @@ def test_notebook_01_runs_on_demo_data_and_writes_audit_json(tmp_path):
     assert result.segment == "b2b_new"
     assert result.target.target in audit.TARGETS
     assert [f.name for f in result.fields] == list(raw["fields"])
+
+
+def test_numeric_field_with_one_dominant_value_is_still_tested(base):
+    # like "days since last contact": 999 (never) on most records
+    rng = np.random.default_rng(23)
+    contacted = rng.random(len(base)) < np.where(base["won"] == 1, 0.3, 0.05)
+    days = np.where(contacted, rng.integers(0, 28, len(base)), 999).astype(float)
+    result = run_audit(base.assign(pdays=days), {"pdays": "numeric"})
+    item = result.field("pdays")
+    assert item.value_test.defined
+    assert item.decision == "use"
