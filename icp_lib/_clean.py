@@ -59,8 +59,8 @@ _SENIORITY_PATTERNS = (
     ("VP", r"\b(vice[\s-]*president|s?e?vp|avp|head\s+of)\b"),
     (
         "C-level",
-        r"\b(chief|c[eftomir]o|ciso|founder|co-?founder|owner|president|"
-        r"managing\s+director|general\s+manager|partner)\b",
+        r"\b(chief|c[eftomir]o|ciso|founder|co-?founder|president|"
+        r"managing\s+director|general\s+manager|managing\s+partner)\b",
     ),
     ("Director", r"\b(director|dir\.?)\b"),
     ("Manager", r"\b(manager|mgr|lead|supervisor)\b"),

@@ -279,6 +279,10 @@ def test_find_footer_rows_flags_blank_rows_and_works_without_id():
         ("Account Manager", "Manager"),
         ("Software Engineer", "Individual contributor"),
         ("vp", "VP"),
+        ("Head of Marketing", "VP"),
+        ("Managing Director", "C-level"),
+        ("Partner Manager", "Manager"),
+        ("Product Owner", "Individual contributor"),
         ("Select", None),
     ],
 )

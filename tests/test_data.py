@@ -43,10 +43,10 @@ Account ID,Industry,Employees,Technologies,Model
 001B000000XyZab,software ,"10,001+",slack,B2C
 """
 CONTACTS = """\
-Account ID,Title
-001A000001D8dXr,Software Engineer
-001A000001D8dXr,VP Sales
-001B000000XyZabIAF,Account Manager
+Account ID,Title,Department
+001A000001D8dXr,Software Engineer,Engineering
+001A000001D8dXr,VP Sales,Sales
+001B000000XyZabIAF,Account Manager,Sales
 """
 
 
@@ -87,7 +87,11 @@ def _config(tmp_path: Path, **changes) -> Config:
             },
             "contacts": {
                 "path": "contacts.csv",
-                "columns": {"account_id": "Account ID", "title": "Title"},
+                "columns": {
+                    "account_id": "Account ID",
+                    "title": "Title",
+                    "department": "Department",
+                },
             },
         },
         "outcome": {
@@ -179,6 +183,11 @@ def test_load_table_cleans_fields_by_kind(table):
 def test_load_table_takes_most_senior_contact(table):
     assert _row(table, "006A")["seniority"] == "VP"
     assert _row(table, "006C")["seniority"] == "Manager"
+
+
+def test_load_table_lists_contact_departments_per_account(table):
+    assert _row(table, "006A")["department"] == "Engineering|Sales"
+    assert _row(table, "006C")["department"] == "Sales"
 
 
 def test_load_table_sets_quarter_and_dates(table):
