@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import hashlib
 import io
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,7 @@ __all__ = ["SourceData", "read_source", "fingerprint_file", "decode_bytes"]
 logger = logging.getLogger(__name__)
 
 DELIMITERS = ",;\t|"
+_SEP_HINT_RE = re.compile(r"^sep=(.)\r?\n")
 SNIFF_BYTES = 64_000
 _SUFFIX_FORMATS = {
     ".csv": "csv",
@@ -91,8 +94,8 @@ def _fingerprint_text(*parts: str) -> str:
 def decode_bytes(raw: bytes, *, encoding: str = "auto") -> tuple[str, str]:
     """Decode file bytes, detecting the encoding when ``encoding`` is "auto".
 
-    A UTF-8 byte-order mark wins, then strict UTF-8, then the best guess of
-    charset-normalizer (cp1252 and other Windows encodings).
+    A UTF-8 or UTF-16 byte-order mark wins, then strict UTF-8, then the
+    best guess of charset-normalizer (cp1252 and other Windows encodings).
 
     Returns
     -------
@@ -103,6 +106,9 @@ def decode_bytes(raw: bytes, *, encoding: str = "auto") -> tuple[str, str]:
         return raw.decode(encoding), encoding
     if raw.startswith(codecs.BOM_UTF8):
         return raw.decode("utf-8-sig"), "utf-8-sig"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Excel's "Unicode text" export: UTF-16 with a byte-order mark.
+        return raw.decode("utf-16"), "utf-16"
     try:
         return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -131,7 +137,13 @@ def _sniff_delimiter(text: str, *, default: str) -> str:
 def _read_delimited(path: Path, source: SourceConfig, fmt: str) -> tuple:
     text, encoding = decode_bytes(path.read_bytes(), encoding=source.encoding)
     default = "\t" if fmt == "tsv" else ","
-    if source.delimiter != "auto":
+    hint = _SEP_HINT_RE.match(text)
+    if hint:
+        # Excel writes "sep=;" as a first line to say which delimiter it used.
+        text = text[hint.end() :]
+    if source.delimiter == "auto" and hint:
+        delimiter = hint.group(1)
+    elif source.delimiter != "auto":
         delimiter = source.delimiter.replace("\\t", "\t")
     else:
         delimiter = _sniff_delimiter(text, default=default)
@@ -262,10 +274,12 @@ def _select_mapped(frame: pd.DataFrame, source: SourceConfig, *, label: str, rol
     present = list(frame.columns)
     for canonical, column in source.columns.items():
         if column not in frame.columns:
+            close = difflib.get_close_matches(column, present, n=1, cutoff=0.75)
+            maybe = f" Did you mean {close[0]!r}?" if close else ""
             raise DataError(
                 f"column {column!r} not found in {role} source {label}; the "
-                f"config maps {canonical} to it; columns present: {present}. "
-                f"Fix the mapping under sources.{role}.columns."
+                f"config maps {canonical} to it; columns present: {present}."
+                f"{maybe} Fix the mapping under sources.{role}.columns."
             )
     selected = {canon: frame[col] for canon, col in source.columns.items()}
     return pd.DataFrame(selected, index=frame.index).reset_index(drop=True)
@@ -306,6 +320,11 @@ def read_source(
         raw, fingerprint, encoding = _read_raw(source, path, fmt)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{role} source {label} could not be read: {exc}") from None
+    except ImportError as exc:
+        raise DataError(
+            f"{role} source {label} needs a package that is not installed "
+            f"({exc}); save it as .xlsx, .csv or .parquet instead"
+        ) from None
     frame = _select_mapped(raw, source, label=label, role=role)
     duplicated = raw.duplicated().to_numpy()
     return SourceData(_as_text(frame), fingerprint, label, encoding, duplicated)

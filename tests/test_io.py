@@ -47,6 +47,27 @@ def test_read_source_detects_encoding_and_delimiter(tmp_path, encoding, delimite
     assert data.frame["amount"].iloc[0] == "€1.200,50"
 
 
+def test_read_source_reads_utf16_tab_export(tmp_path):
+    path = tmp_path / "opps.txt"
+    path.write_bytes("Id\tIndustry\tAmount\n1\tCafé\t3\n".encode("utf-16"))
+    data = _read(path)
+    assert data.encoding == "utf-16"
+    assert data.frame["industry"].tolist() == ["Café"]
+
+
+def test_read_source_follows_excel_sep_hint(tmp_path):
+    path = tmp_path / "opps.csv"
+    path.write_text("sep=;\nId;Industry;Amount\n1;Retail, Food;3,5\n")
+    assert _read(path).frame["amount"].tolist() == ["3,5"]
+
+
+def test_read_source_suggests_close_column_name(tmp_path):
+    path = tmp_path / "opps.csv"
+    path.write_text("Id,industry ,Amount\n1,Retail,3\n")
+    with pytest.raises(DataError, match=r"Did you mean 'industry'\?"):
+        _read(path)
+
+
 def test_read_source_keeps_quoted_delimiters_and_raw_text(tmp_path):
     path = tmp_path / "opps.csv"
     path.write_text(
