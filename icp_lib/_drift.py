@@ -39,6 +39,7 @@ __all__ = [
     "population_stability",
     "bin_values",
     "conversion_drift",
+    "calibration_by_bin",
     "score_edges",
     "categorical_levels",
     "holm_adjust",
@@ -479,3 +480,59 @@ def _closed_by_bin(frame: pd.DataFrame) -> dict:
     won = closed["won"].astype(float)
     grouped = won.groupby(closed["bin"]).agg(["sum", "count"])
     return {k: (float(r["sum"]), int(r["count"])) for k, r in grouped.iterrows()}
+
+
+def calibration_by_bin(
+    review: pd.DataFrame, *, levels: Sequence[str], min_closed: int = 10
+) -> pd.DataFrame:
+    """Test, per bin, whether the model still predicts the bin's conversion.
+
+    Each closed record of ``review`` carries ``expected``: the conversion
+    calibration promised for it (its grade's conversion). Expected wins are
+    first rescaled so that they add up to the wins of the whole sample;
+    a bin then stands out only when it did worse (or better) than the rest,
+    given the scores of its records, and not when every bin moved alike.
+    The test compares observed and rescaled expected wins,
+    ``z = (O - E) / sqrt(sum p (1 - p))``, with a normal approximation.
+
+    Parameters
+    ----------
+    review : pandas.DataFrame
+        Columns ``bin``, ``won`` (NaN for open records, left out) and
+        ``expected`` (probability between 0 and 1).
+    levels : sequence of str
+        The bins to test, in order.
+    min_closed : int
+        Bins with fewer closed records are not tested.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``level``, ``closed``, ``wins``, ``expected_wins`` (rescaled),
+        ``z`` and ``calibration_p`` (two-sided; NaN when not tested).
+    """
+    closed = review.loc[review["won"].notna() & review["expected"].notna()]
+    total_e = float(closed["expected"].sum())
+    scale = float(closed["won"].sum()) / total_e if total_e > 0 else np.nan
+    p = (closed["expected"] * scale).clip(1e-6, 1 - 1e-6)
+    rows = []
+    for level in levels:
+        mask = (closed["bin"] == level).to_numpy()
+        n, o = int(mask.sum()), float(closed.loc[mask, "won"].sum())
+        e, v = float(p[mask].sum()), float((p[mask] * (1 - p[mask])).sum())
+        z = (o - e) / np.sqrt(v) if n >= min_closed and v > 0 else np.nan
+        pval = float(2 * stats.norm.sf(abs(z))) if not np.isnan(z) else np.nan
+        rows.append(
+            {
+                "level": level,
+                "closed": n,
+                "wins": o,
+                "expected_wins": e,
+                "z": z,
+                "calibration_p": pval,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["level", "closed", "wins", "expected_wins", "z", "calibration_p"],
+    )

@@ -38,6 +38,7 @@ from ._card import ScoreCard, score_records, write_text_atomic
 from ._drift import (
     PSIResult,
     bin_values,
+    calibration_by_bin,
     categorical_levels,
     conversion_drift,
     holm_adjust,
@@ -886,12 +887,18 @@ _CONV_COLUMNS = [
     "p_value",
     "relative_change",
     "relative_p",
+    "expected_wins",
+    "calibration_p",
+    "test",
     "p_adjusted",
     "direction",
 ]
 
 
 def _conversion_drift(table, card, reference, review, ctx) -> pd.DataFrame:
+    expected = (card.grades or {}).get("expected") or {}
+    rates = {g: _num_or_nan((v or {}).get("conversion")) for g, v in expected.items()}
+    promised = review["grade"].astype(object).map(rates).astype(float).to_numpy()
     parts = []
     for var in _variables(table, card):
         if var.name not in table.frame.columns or var.kind == "multi":
@@ -899,10 +906,18 @@ def _conversion_drift(table, card, reference, review, ctx) -> pd.DataFrame:
         ref = _field_values(reference[var.name], var.kind)
         new = _field_values(review[var.name], var.kind)
         ref_lab, new_lab, order = bin_values(ref, new, bins=_var_bins(var, ref) or None)
+        new_frame = pd.DataFrame(
+            {"bin": new_lab, "won": review["won"].to_numpy(), "expected": promised}
+        )
         out = conversion_drift(
             pd.DataFrame({"bin": ref_lab, "won": reference["won"].to_numpy()}),
-            pd.DataFrame({"bin": new_lab, "won": review["won"].to_numpy()}),
+            new_frame,
             levels=order,
+        )
+        calib = calibration_by_bin(new_frame, levels=list(out["level"]))
+        out = out.assign(
+            expected_wins=calib["expected_wins"].to_numpy(),
+            calibration_p=calib["calibration_p"].to_numpy(),
         )
         parts.append(
             out.assign(variable=var.name, label=var.label, in_model=var.in_model)
@@ -911,16 +926,26 @@ def _conversion_drift(table, card, reference, review, ctx) -> pd.DataFrame:
         return pd.DataFrame(columns=_CONV_COLUMNS)
     out = pd.concat(parts, ignore_index=True)
     # Judge each level against the rest of its field, so that a drop hitting
-    # every level alike (young records' quick losses) is not blamed on one.
+    # every level alike (young records' quick losses) is not blamed on one:
+    # against what the model promised for its records when the card has
+    # calibrated grades, else against the other levels' change since training.
     # Holm within each field: the levels of one field form one family.
-    adjusted = out.groupby("variable", sort=False)["relative_p"].transform(holm_adjust)
+    use_calib = out["calibration_p"].notna().any()
+    test_p = out["calibration_p"] if use_calib else out["relative_p"]
+    out = out.assign(test_p=test_p, test="calibration" if use_calib else "relative")
+    adjusted = out.groupby("variable", sort=False)["test_p"].transform(holm_adjust)
     out = out.assign(p_adjusted=adjusted)
     return out.assign(direction=_directions(out, ctx.alpha))[_CONV_COLUMNS]
 
 
 def _directions(out: pd.DataFrame, alpha: float) -> list[str]:
     result = []
-    for p, change in zip(out["p_adjusted"], out["relative_change"], strict=True):
+    signs = np.where(
+        out["test"] == "calibration",
+        out["review_closed"] * out["review_conversion"] - out["expected_wins"],
+        out["relative_change"],
+    )
+    for p, change in zip(out["p_adjusted"], signs, strict=True):
         if pd.isna(p):
             result.append("too few closed records")
         elif p < alpha:
@@ -1284,10 +1309,16 @@ def _judge_drift(drift, conv: pd.DataFrame, rerun: list, watch: list) -> None:
 
 def _level_change(r) -> str:
     side = "worse" if r.direction == "dropped" else "better"
+    than = (
+        f"than the model expected for these records ({r.expected_wins:.0f} wins "
+        f"expected, {r.review_closed * r.review_conversion:.0f} won)"
+        if r.test == "calibration"
+        else "than the other levels moved"
+    )
     return (
         f"{r.level} went from {r.reference_conversion:.0%} to "
-        f"{r.review_conversion:.0%}, {side} than the other levels moved "
-        f"({r.review_closed} closed in the quarter, adjusted p = {r.p_adjusted:.2g})"
+        f"{r.review_conversion:.0%}, {side} {than}; {r.review_closed} closed in "
+        f"the quarter, adjusted p = {r.p_adjusted:.2g}"
     )
 
 

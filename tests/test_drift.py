@@ -9,6 +9,7 @@ from statsmodels.stats.proportion import proportions_ztest
 from icp_lib._drift import (
     MATERIAL_PSI,
     bin_values,
+    calibration_by_bin,
     conversion_drift,
     holm_adjust,
     population_stability,
@@ -151,3 +152,24 @@ def test_holm_adjust_keeps_missing_p_values_missing():
     assert out[0] == pytest.approx(0.02)
     assert np.isnan(out[1])
     assert out[2] == pytest.approx(0.04)
+
+
+def test_calibration_by_bin_matches_hand_computed_z():
+    review = pd.DataFrame(
+        {
+            "bin": ["a"] * 20 + ["b"] * 20 + ["b"],
+            "won": [1.0] * 4 + [0.0] * 16 + [1.0] * 12 + [0.0] * 8 + [np.nan],
+            "expected": [0.5] * 20 + [0.4] * 20 + [0.9],
+        }
+    )
+
+    out = calibration_by_bin(review, levels=["a", "b"]).set_index("level")
+
+    # By hand: 16 wins against 10 + 8 = 18 expected, so expected rescales by
+    # 16/18; bin a: p = 0.5 * 16/18, E = 20 p, z = (4 - E) / sqrt(20 p (1 - p)).
+    p = 0.5 * 16 / 18
+    z = (4 - 20 * p) / np.sqrt(20 * p * (1 - p))
+    assert out.loc["a", "expected_wins"] == pytest.approx(20 * p)
+    assert out.loc["a", "z"] == pytest.approx(z)
+    assert out.loc["a", "calibration_p"] == pytest.approx(2 * stats.norm.sf(abs(z)))
+    assert out.loc["b", "closed"] == 20  # the open record is left out
