@@ -769,7 +769,13 @@ def _select_indicators(enc: Encoding, rows: pd.DataFrame, alpha: float) -> Encod
     if not p:
         return enc
     p_holm = multipletests(np.nan_to_num(p, nan=1.0), method="holm")[1]
-    keep = [c for c, q in zip(enc.indicators, p_holm, strict=True) if q < alpha]
+    y = rows["_y"]
+    lifts = [y[ind[c] > 0].mean() > y[ind[c] == 0].mean() for c in enc.indicators]
+    keep = [
+        c
+        for c, q, up in zip(enc.indicators, p_holm, lifts, strict=True)
+        if q < alpha and up
+    ]
     keep = keep or [enc.indicators[int(np.argmin(p_holm))]]
     dropped = len(enc.indicators) - len(keep)
     notes = enc.notes
@@ -777,7 +783,8 @@ def _select_indicators(enc: Encoding, rows: pd.DataFrame, alpha: float) -> Encod
         notes = (
             *notes,
             f"{enc.label}: the card gives points for {', '.join(keep)}; "
-            f"{dropped} other value(s) showed no significant lift on their own",
+            f"{dropped} other value(s) showed no significant lift on their own "
+            "(points are given only for values whose presence raises conversion)",
         )
     return replace(enc, indicators=tuple(keep), notes=notes)
 
@@ -1312,8 +1319,10 @@ def _slug(text: str) -> str:
 
 
 def _finish_card(final, validation, comparison, matches, verdict, ctx, rows):
-    score = score_records(final.card, rows)["score"].to_numpy()
-    a, b = _score_model(score, rows["_y"].to_numpy()) if final.card.fields else (0, 0)
+    a, b = math.nan, math.nan
+    if final.card.fields:
+        score = score_records(final.card, rows)["score"].to_numpy()
+        a, b = _score_model(score, rows["_y"].to_numpy())
     parts = {
         "validation": validation,
         "comparison": comparison,
