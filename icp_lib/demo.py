@@ -33,8 +33,9 @@ model::
 where ``band`` is the position of the employee range (0 for "1-10" up to 7
 for "10,001+") and ``seniority`` is the effect of the most senior contact's
 title. Each deal is then won with probability ``p``. Lead source, founded
-year and annual revenue are drawn independently of everything else, so
-they carry no signal. The values and the facts a correct analysis should
+year and annual revenue are drawn independently of the outcome, and
+redrawn until they show no chance association in any segment's training
+window, so they carry no signal in the data as written. The values and the facts a correct analysis should
 find are in :data:`TRUTH`; :func:`true_auc` computes the best AUC any score
 can reach on this data.
 
@@ -60,6 +61,7 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
+from scipy.special import chdtrc
 
 from .errors import DataError
 
@@ -162,10 +164,10 @@ TITLES = {  # seniority level: ((title, department), ...)
     ),
 }
 REGIONS = {  # billing region: (share of accounts, log-odds effect)
-    "NA": (0.4, 0.25),
-    "EMEA": (0.3, 0.1),
-    "APAC": (0.17, -0.1),
-    "LATAM": (0.13, -0.35),
+    "NA": (0.4, 0.3),
+    "EMEA": (0.3, 0.0),
+    "APAC": (0.17, -0.15),
+    "LATAM": (0.13, -0.4),
 }
 DRIFT_REGION, DRIFT_QUARTER = "APAC", "2026Q3"
 DRIFT_SHARE_FACTOR = 2.5
@@ -187,9 +189,14 @@ REPS = (
     "Tom Brennan",
 )
 FEEDBACK_FROM = (pd.Timestamp("2025-10-01") - START).days
-FEEDBACK_TREND = {"2026-07": 0.4, "2026-08": 0.8, "2026-09": 1.2}
+FEEDBACK_TREND = {"2026-07": 0.5, "2026-08": 1.0, "2026-09": 1.5}
 BAD_REASONS = ("Too small", "Wrong industry", "No budget", "Not a decision maker")
 GOOD_REASONS = ("Strong use case", "Right size", "Engaged buyer")
+# training windows of the default review quarter (with and without the
+# validation quarter) in which noise fields must show no signal
+NOISE_WINDOWS = (("2025Q3", "2026Q2"), ("2025Q3", "2026Q1"), ("2024Q1", "2026Q3"))
+NOISE_MIN_P = 0.2
+NOISE_TRIES = 200
 
 
 def _frozen(mapping: Mapping) -> MappingProxyType:
@@ -300,9 +307,9 @@ TRUTH = DemoTruth(
     drift_effect=DRIFT_EFFECT,
     feedback_trend=_frozen(FEEDBACK_TREND),
     # from true_auc() and true_auc(segment=...) with the defaults
-    achievable_auc=0.735,
+    achievable_auc=0.736,
     achievable_auc_by_segment=_frozen(
-        {"b2b_new": 0.728, "b2b_expansion": 0.726, "b2c": 0.729}
+        {"b2b_new": 0.729, "b2b_expansion": 0.729, "b2c": 0.732}
     ),
 )
 
@@ -406,9 +413,6 @@ def _draw_accounts(rng: np.random.Generator, n: int) -> pd.DataFrame:
             "stack": stacks,
             "salesforce": has_sf,
             "model": np.where(rng.random(n) < B2C_SHARE, "B2C", "B2B"),
-            "revenue": rng.choice(np.array(REVENUE_BANDS, dtype=object), size=n),
-            "revenue_filled": rng.random(n) < SPARSE_FILL,
-            "founded": rng.integers(1950, 2023, size=n),
             "seniority": _draw_levels(rng, SENIORITY, n),
         }
     )
@@ -515,6 +519,11 @@ def _draw_deal_keys(rng: np.random.Generator, accounts: pd.DataFrame):
     return account[order], day[order]
 
 
+def _quarter_of(days: np.ndarray) -> np.ndarray:
+    stamps = START + pd.to_timedelta(days, unit="D")
+    return np.asarray(stamps.to_period("Q").astype(str), dtype=object)
+
+
 def _segment_of(model: np.ndarray, deal_type: np.ndarray) -> np.ndarray:
     expansion = np.where(deal_type == "Expansion", "b2b_expansion", "b2b_new")
     return np.where(model == "B2C", "b2c", expansion)
@@ -544,6 +553,7 @@ def _draw_opportunities(rng: np.random.Generator, accounts: pd.DataFrame):
             "id18": _to_id18(_make_ids(rng, "0065g", n)),
             "account": account,
             "day": day,
+            "quarter": _quarter_of(day),
             "deal_type": deal_type,
             "segment": segment,
             "p": p,
@@ -571,17 +581,102 @@ def _add_progress(rng, frame: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFr
     band = accounts["band"].to_numpy()[frame["account"]]
     amount = np.exp(8.6 + 0.3 * band + rng.normal(0, 0.7, n))
     amount *= np.where(frame["deal_type"] == "Expansion", 0.5, 1.0)
-    source = rng.choice(np.array(LEAD_SOURCES, dtype=object), size=n)
-    unset = rng.choice(np.array(PLACEHOLDERS[:2], dtype=object), size=n)
     return frame.assign(
         end=end,
         outcome=outcome,
         furthest=furthest,
         stage=stage,
         amount=np.round(amount, -2),
-        lead_source=np.where(rng.random(n) < 0.04, unset, source),
         owner=rng.choice(np.array(REPS, dtype=object), size=n),
     )
+
+
+# --- noise fields ----------------------------------------------------------
+def _draw_noise(rng: np.random.Generator, opps: pd.DataFrame, n_accounts: int):
+    """Founded year and annual revenue per account, lead source per deal.
+
+    All three are drawn independently of the outcome, but independent
+    draws still show a chance association now and then (one test in twenty
+    at the 5% level). So that the demo's promises (noise and the sparse
+    field are dropped) hold for the data as written, each field is redrawn
+    until it shows none (p > NOISE_MIN_P) in every segment's windows.
+    """
+    account = opps["account"].to_numpy()
+    founded = _redraw_until_silent(
+        lambda: _draw_years(rng, n_accounts),
+        (lambda years: _year_labels(years)[account],),
+        opps,
+    )
+    revenue = _redraw_until_silent(
+        lambda: _draw_revenue(rng, n_accounts),
+        (lambda values: values[account], lambda values: (values == "")[account]),
+        opps,
+    )
+    source = _redraw_until_silent(
+        lambda: _draw_sources(rng, len(opps)), (lambda values: values,), opps
+    )
+    return founded, revenue, source
+
+
+def _draw_revenue(rng: np.random.Generator, n: int) -> np.ndarray:
+    bands = rng.choice(np.array(REVENUE_BANDS, dtype=object), size=n)
+    return np.where(rng.random(n) < SPARSE_FILL, bands, "")
+
+
+def _draw_years(rng: np.random.Generator, n: int) -> np.ndarray:
+    years = rng.integers(1950, 2023, size=n).astype(str).astype(object)
+    return np.where(rng.random(n) < 0.08, "", years)
+
+
+def _year_labels(years: np.ndarray) -> np.ndarray:
+    """Quintile bins of the years, with missing as a bin of its own."""
+    numbers = pd.to_numeric(pd.Series(years), errors="coerce")
+    bins = pd.qcut(numbers, 5, labels=False, duplicates="drop")
+    return bins.fillna(-1).astype(int).to_numpy()
+
+
+def _draw_sources(rng: np.random.Generator, n: int) -> np.ndarray:
+    source = rng.choice(np.array(LEAD_SOURCES, dtype=object), size=n)
+    unset = rng.choice(np.array(PLACEHOLDERS[:2], dtype=object), size=n)
+    return np.where(rng.random(n) < 0.04, unset, source)
+
+
+def _redraw_until_silent(draw, labelings, opps: pd.DataFrame):
+    """Draw values until no labeling of them is associated with winning."""
+    values = draw()
+    for attempt in range(NOISE_TRIES):
+        if all(_is_silent(labels_of(values), opps) for labels_of in labelings):
+            logger.debug("noise field drawn %s time(s)", attempt + 1)
+            return values
+        values = draw()
+    logger.warning("noise field kept after %s draws with some signal", NOISE_TRIES)
+    return values
+
+
+def _is_silent(labels: np.ndarray, opps: pd.DataFrame) -> bool:
+    """Does no segment's training window show an association with winning?"""
+    codes, levels = pd.factorize(labels)
+    won = (opps["outcome"] == "won").to_numpy().astype(int)
+    cells = codes * 2 + won
+    closed = (opps["outcome"] != "open").to_numpy()
+    quarter = opps["quarter"].to_numpy()
+    for segment in SEGMENT_EFFECTS:
+        for first, last in NOISE_WINDOWS:
+            mask = closed & (opps["segment"].to_numpy() == segment)
+            mask &= (quarter >= first) & (quarter <= last)
+            table = np.bincount(cells[mask], minlength=2 * len(levels))
+            table = table.reshape(-1, 2)
+            if _chi_square_p(table[table.sum(axis=1) > 0]) < NOISE_MIN_P:
+                return False
+    return True
+
+
+def _chi_square_p(table: np.ndarray) -> float:
+    """P-value of Pearson's chi-square test of independence (no correction)."""
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = np.sum((table - expected) ** 2 / np.where(expected > 0, expected, 1))
+    dof = (table.shape[0] - 1) * (table.shape[1] - 1)
+    return float(chdtrc(dof, statistic)) if dof > 0 else 1.0
 
 
 # --- the late field and the field history ----------------------------------
@@ -671,7 +766,7 @@ def _draw_feedback(rng: np.random.Generator, opps: pd.DataFrame, fit: np.ndarray
     """Reps' verdicts: more often bad on low-fit deals and lately."""
     n = len(opps)
     given = opps["day"].to_numpy() + 2 + rng.random(n) * 28
-    chosen = (opps["day"].to_numpy() >= FEEDBACK_FROM) & (rng.random(n) < 0.3)
+    chosen = (opps["day"].to_numpy() >= FEEDBACK_FROM) & (rng.random(n) < 0.35)
     keep = chosen & (given < LAST_DAY)
     month = _format_dates(given).str.slice(0, 7)
     trend = month.map(FEEDBACK_TREND).fillna(0.0).to_numpy(float)
@@ -722,8 +817,8 @@ def _blank_some(rng, values: pd.Series, share: float, blanks=("",)) -> pd.Series
 def _format_accounts(rng: np.random.Generator, accounts: pd.DataFrame) -> pd.DataFrame:
     n = len(accounts)
     bands = pd.Series(np.array(EMPLOYEE_BANDS, dtype=object)[accounts["band"]])
-    unset = _blank_some(rng, pd.Series([""] * n, dtype=object), 0.1, ("--None--",))
-    revenue = accounts["revenue"].where(accounts["revenue_filled"], unset)
+    revenue = _blank_some(rng, accounts["revenue"], 0.1, ("--None--",))
+    revenue = revenue.where(accounts["revenue"] == "", accounts["revenue"])
     spaced = accounts["stack"].str.replace(";", "; ", regex=False)
     stack = accounts["stack"].where(rng.random(n) >= 0.15, spaced)
     frame = pd.DataFrame(
@@ -736,7 +831,7 @@ def _format_accounts(rng: np.random.Generator, accounts: pd.DataFrame) -> pd.Dat
             "Billing Region": accounts["region"],
             "Tech Stack": stack,
             "Business Model": accounts["model"],
-            "Founded Year": _blank_some(rng, accounts["founded"].astype(str), 0.08),
+            "Founded Year": accounts["founded"],
         }
     )
     return _duplicate_some(rng, frame, 0.01)
@@ -840,6 +935,9 @@ def _simulate(seed: int, n_accounts: int) -> _Simulation:
     accounts = _draw_accounts(rng, n_accounts)
     contacts = _draw_contacts(rng, accounts)
     opps = _draw_opportunities(rng, accounts)
+    founded, revenue, source = _draw_noise(rng, opps, len(accounts))
+    accounts = accounts.assign(founded=founded, revenue=revenue)
+    opps = opps.assign(lead_source=source)
     fit = _account_logit(accounts)[opps["account"].to_numpy()]
     return _Simulation(accounts, contacts, opps, fit)
 
