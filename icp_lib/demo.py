@@ -35,9 +35,9 @@ for "10,001+") and ``seniority`` is the effect of the most senior contact's
 title. Each deal is then won with probability ``p``. Lead source, founded
 year and annual revenue are drawn independently of the outcome, and
 redrawn until they show no chance association in any segment's training
-window, so they carry no signal in the data as written. The values and the facts a correct analysis should
-find are in :data:`TRUTH`; :func:`true_auc` computes the best AUC any score
-can reach on this data.
+window, so they carry no signal in the data as written. The values and
+the facts a correct analysis should find are in :data:`TRUTH`;
+:func:`true_auc` computes the best AUC any score can reach on this data.
 
 Messiness
 ---------
