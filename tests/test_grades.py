@@ -23,9 +23,9 @@ from pydantic import ValidationError
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from icp_lib.config import GradesConfig
-from icp_lib.data import select_segment
+from icp_lib.data import save_table, select_segment
 from icp_lib.errors import DataError, FallbackWarning, ModelError
-from icp_lib.export import save_calibration
+from icp_lib.export import save_calibration, to_sql
 from icp_lib.grades import (
     GRADES,
     assign_grades,
@@ -378,7 +378,9 @@ def demo(tmp_path_factory):
     config_path.write_text(yaml.safe_dump(raw | {"data_dir": str(root / "data")}))
     config = load_config(config_path)
     segment = next(s for s in config.segments if s.name == "b2b_new")
-    table = select_segment(load_table(config), segment)
+    full = load_table(config)
+    save_table(full, root / "table")  # as the runner does, for the notebooks
+    table = select_segment(full, segment)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = audit.audit_table(table, config=config, segment=segment.name)
@@ -441,6 +443,7 @@ def _run_notebook(demo, out: Path, tmp_path: Path) -> None:
             "segment": "b2b_new",
             "quarter": "",
             "output_dir": str(out),
+            "table_dir": str(demo.root / "table"),
         },
         kernel_name="python3",
         cwd=str(repo),
@@ -472,3 +475,79 @@ def test_notebook_03_runs_for_a_segment_too_small_to_model(demo, tmp_path):
     executed = (tmp_path / "03.ipynb").read_text(encoding="utf-8")
     assert "too small to model" in executed
     assert not (out / "scores.csv").exists()
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "sqlite"])
+def test_sql_export_grades_demo_records_exactly_like_python(demo, engine):
+    import sqlite3
+
+    import duckdb
+
+    cal = calibrate(demo.card, demo.table.frame, config=demo.config)
+    card = demo.card.with_grades({"method": "data", "cuts": cal.cut_points})
+    columns = ["record_id", *(f.name for f in card.fields)]
+    source = demo.table.frame[columns]
+    sql = to_sql(card, dialect=engine)
+    if engine == "duckdb":
+        got = duckdb.connect().execute(
+            "CREATE TABLE source_table AS SELECT * FROM source"
+        )
+        got = got.execute(sql).df()
+    else:
+        con = sqlite3.connect(":memory:")
+        source.to_sql("source_table", con, index=False)
+        got = pd.read_sql_query(sql, con)
+    # Expected: the Python scores written to scores.csv.
+    expected = cal.scored[["record_id", "score", "grade"]]
+    got = got.sort_values("record_id").reset_index(drop=True)
+    expected = expected.sort_values("record_id").reset_index(drop=True)
+    assert got["record_id"].astype(str).tolist() == expected["record_id"].tolist()
+    assert got["score"].astype(int).tolist() == expected["score"].tolist()
+    assert got["grade"].astype(str).tolist() == expected["grade"].tolist()
+
+
+# --- charts -------------------------------------------------------------------------
+
+
+def test_grade_chart_draws_one_labelled_bar_per_grade():
+    import matplotlib.pyplot as plt
+
+    from icp_lib._plots_grades import plot_grade_conversion
+
+    table = grade_table(_graded(_records(), CUTS), cuts=CUTS)
+    ax = plot_grade_conversion(table)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx(table.frame["conversion"].tolist())
+    assert [t.get_text() for t in ax.texts] == [
+        f"{c:.0%}" for c in table.frame["conversion"]
+    ]
+    plt.close(ax.figure)
+
+
+def test_fall_off_charts_say_when_there_is_nothing_to_draw():
+    import matplotlib.pyplot as plt
+
+    from icp_lib._plots_grades import (
+        plot_conversion_by_band,
+        plot_gains,
+        plot_grade_conversion,
+    )
+
+    for draw in (plot_conversion_by_band, plot_gains, plot_grade_conversion):
+        ax = draw(None)
+        assert ax.texts[0].get_text().startswith(("No ", "Not enough"))
+        plt.close(ax.figure)
+
+
+def test_gains_chart_draws_wins_revenue_and_diagonal():
+    import matplotlib.pyplot as plt
+
+    from icp_lib._plots_grades import plot_gains
+
+    ax = plot_gains(falloff(_records()))
+    assert [line.get_label() for line in ax.lines] == [
+        "wins",
+        "revenue",
+        "random order",
+    ]
+    plt.close(ax.figure)
