@@ -494,8 +494,9 @@ def review_quarter(
         return _not_reviewed(ctx, quarter or "", model, why)
     quarter = _resolve_quarter(table, quarter)
     if card is None:
-        why = f"no model to review: {model.get('problem') or 'none was given'}"
-        return _not_reviewed(ctx, quarter, model, why, decision="rerun")
+        # Outcomes, field drift and feedback can still be reviewed.
+        model["problem"] = model.get("problem") or "no model was given"
+        card = ScoreCard(fields=(), verdict={"usable": False, "reasons": []})
     return _review(table, card, ctx, quarter, model, history_root)
 
 
@@ -530,6 +531,10 @@ def _model_info(card, source: DeployedModel | None, frame: pd.DataFrame) -> dict
         "path": source.path if source else "",
         "source": source.source if source else "given",
         "problem": source.problem if source else "",
+        "training_quarters": [],
+        "fields": [],
+        "missing_fields": [],
+        "has_grades": False,
     }
     if card is None:
         return info
@@ -578,6 +583,9 @@ def _review(table, card, ctx: _Context, quarter, model, history_root) -> ReviewR
 
 
 def _note_model_limits(ctx: _Context, card, model: dict, quarter: str) -> None:
+    if model.get("problem"):
+        ctx.not_judged.append("grade outcomes and score drift: there is no model")
+        return
     if not model["out_of_time"]:
         ctx.findings.append(
             f"the model's training window ({', '.join(model['training_quarters'])}) "
@@ -856,6 +864,8 @@ def _drift_checks(table, card, reference, review, ctx) -> tuple[DriftCheck, ...]
             _psi(reference["score"], review["score"], score_bins, ctx),
         )
     ]
+    if not card.fields:
+        checks = []
     for var in _variables(table, card):
         if var.name not in table.frame.columns:
             note = "the data no longer has this field, so its drift cannot be judged"
@@ -1228,7 +1238,12 @@ def _decide(ctx, model, counts, grades, ordering, drift, conv, fb) -> Verdict:
         "Every grade converted better than the next one down, the population is "
         "stable and sales feedback is below the alert level.",
     )
-    return Verdict(decision, _HEADLINES[decision], reasons, not_judged)
+    no_model = bool(model.get("problem")) or model.get("usable") is False
+    headline = _NO_MODEL if no_model else _HEADLINES[decision]
+    return Verdict(decision, headline, reasons, not_judged)
+
+
+_NO_MODEL = "Re-run the analysis: there is no usable model to review."
 
 
 _HEADLINES = {
@@ -1239,7 +1254,12 @@ _HEADLINES = {
 
 
 def _judge_model(model: dict, rerun: list) -> None:
-    if model.get("usable") is False:
+    if model.get("problem"):
+        rerun.append(
+            f"No model could be reviewed: {model['problem']}. Only outcomes, "
+            "field drift and feedback were checked."
+        )
+    elif model.get("usable") is False:
         why = "; ".join(model.get("verdict_reasons") or []) or "no reason given"
         rerun.append(
             f"The model fit judged the model not usable ({why}); there is no "
@@ -1343,12 +1363,8 @@ def _build(ctx, quarter, model, parts, history, verdict) -> ReviewResult:
     )
 
 
-def _not_reviewed(ctx, quarter, model, why: str, decision: str = "watch"):
-    headline = (
-        "Re-run the analysis: there is no usable model to review."
-        if decision == "rerun"
-        else "The quarter could not be reviewed."
-    )
+def _not_reviewed(ctx, quarter, model, why: str):
+    headline = "The quarter could not be reviewed."
     empty = pd.DataFrame(columns=_GRADE_COLUMNS, index=pd.Index([], name="grade"))
     return ReviewResult(
         client=ctx.config.client,
@@ -1366,7 +1382,7 @@ def _not_reviewed(ctx, quarter, model, why: str, decision: str = "watch"):
         conversion_drift=pd.DataFrame(columns=_CONV_COLUMNS),
         feedback=None,
         history=pd.DataFrame(columns=_HISTORY_COLUMNS),
-        verdict=Verdict(decision, headline, (why[0].upper() + why[1:] + ".",), (why,)),
+        verdict=Verdict("watch", headline, (why[0].upper() + why[1:] + ".",), (why,)),
         findings=tuple(ctx.findings),
         alpha=ctx.alpha,
     )
