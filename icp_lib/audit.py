@@ -83,8 +83,11 @@ VALUE_BINS = 5
 MAX_MULTI_VALUES = 10
 # Category spellings at least this similar (difflib ratio) are reported.
 SPELLING_SIMILARITY = 0.88
-# Categorical fields with more levels than this are not checked for spelling.
+# Spelling checks: the most common levels checked, the common levels they are
+# compared with, and the longest text compared (longer is free text or ids).
 MAX_SPELLING_LEVELS = 300
+COMMON_LEVELS = 30
+MAX_SPELLING_LENGTH = 40
 NOT_ENOUGH = "not enough data"
 
 
@@ -531,6 +534,26 @@ def _choose_target(frame, *, config, review_q):
     )
 
 
+def _qualified_window(frame, *, config, review_q):
+    """The shortest window of recent months with enough qualified records."""
+    tr = config.training
+    for found in _month_windows(frame, review_q, tr.qualified_months):
+        counts = _count_outcomes(frame[found[0]])
+        others = counts["records"] - counts["qualified"]
+        if counts["qualified"] >= tr.min_wins and others >= tr.min_outcomes:
+            break
+    return *found, counts
+
+
+def _too_small(short: str, why: str, won_counts, won_window, won_mask, review_q):
+    reason = (
+        f"{short}; {why}. The segment is too small to model: the later "
+        "notebooks say so instead of fitting."
+    )
+    choice = TargetChoice("too_small", reason, won_counts, won_window, review_q)
+    return choice, won_mask
+
+
 def _choose_qualified(frame, won_counts, won_window, won_mask, *, config, review_q):
     tr = config.training
     short = (
@@ -539,43 +562,42 @@ def _choose_qualified(frame, won_counts, won_window, won_mask, *, config, review
         f"(at least {tr.min_wins} wins, {tr.min_outcomes} losses and "
         f"{tr.min_records} closed records are needed)"
     )
-    named = ", ".join(str(s) for s in config.outcome.qualified) or "none named"
-    best = None
-    for mask, window in _month_windows(frame, review_q, tr.qualified_months):
-        counts = _count_outcomes(frame[mask])
-        best = (mask, window, counts)
-        others = counts["records"] - counts["qualified"]
-        if counts["qualified"] >= tr.min_wins and others >= tr.min_outcomes:
-            break
-    mask, window, counts = best
-    others = counts["records"] - counts["qualified"]
+    small = (won_counts, won_window, won_mask, review_q)
+    if not config.outcome.qualified:
+        why = (
+            "the config names no qualified stages (outcome.qualified), so there "
+            "is no earlier milestone to optimize for instead"
+        )
+        return _too_small(short, why, *small)
+
+    mask, window, counts = _qualified_window(frame, config=config, review_q=review_q)
+    stages = ", ".join(str(s) for s in config.outcome.qualified)
     detail = (
         f"{counts['qualified']:,} of {counts['records']:,} records in "
-        f"{_window_text(window)} reached a qualified stage ({named})"
+        f"{_window_text(window)} reached a qualified stage ({stages}) or were won"
     )
+    others = counts["records"] - counts["qualified"]
     usable = (
-        counts["qualified"] >= tr.min_outcomes
-        and others >= tr.min_outcomes
+        min(counts["qualified"], others) >= tr.min_outcomes
         and counts["records"] >= tr.min_records
     )
-    if usable:
-        aimed = (
-            ""
-            if counts["qualified"] >= tr.min_wins
-            else f", fewer than the {tr.min_wins} aimed for, so results are rough"
+    if not usable:
+        why = (
+            f"and {detail}, where at least {tr.min_outcomes} qualified, "
+            f"{tr.min_outcomes} not qualified and {tr.min_records} records are "
+            "needed"
         )
-        reason = (
-            f"{short}. The model predicts reaching a qualified stage instead: "
-            f"{detail}{aimed}."
-        )
-        return TargetChoice("qualified", reason, counts, window, review_q), mask
-    reason = (
-        f"{short}; and {detail} (at least {tr.min_outcomes} qualified, "
-        f"{tr.min_outcomes} not qualified and {tr.min_records} records are "
-        "needed). The segment is too small to model: the later notebooks say "
-        "so instead of fitting."
+        return _too_small(short, why, *small)
+    rough = (
+        ""
+        if counts["qualified"] >= tr.min_wins
+        else f" That is fewer than the {tr.min_wins} aimed for: results are rough."
     )
-    return TargetChoice("too_small", reason, won_counts, won_window, review_q), won_mask
+    reason = (
+        f"{short}. The model predicts reaching a qualified stage instead: "
+        f"{detail}.{rough}"
+    )
+    return TargetChoice("qualified", reason, counts, window, review_q), mask
 
 
 # --------------------------------------------------------------------------
@@ -1029,23 +1051,32 @@ def _spelling_key(text: str) -> str:
     return re.sub(r"[^0-9a-z]", "", text.casefold())
 
 
+def _looks_alike(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if min(len(a), len(b)) < 5 or max(len(a), len(b)) > MAX_SPELLING_LENGTH:
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b)
+    return (
+        matcher.real_quick_ratio() >= SPELLING_SIMILARITY
+        and matcher.quick_ratio() >= SPELLING_SIMILARITY
+        and matcher.ratio() >= SPELLING_SIMILARITY
+    )
+
+
 def _similar_pairs(counts: pd.Series):
-    """Pairs (rare, common) of levels that look like variants of one value."""
+    """Pairs (rare, common) of levels that look like variants of one value.
+
+    Each level is compared with the more common levels among the first
+    ``COMMON_LEVELS``: a typo is a rare spelling of a common value.
+    """
     levels = [str(v) for v in counts.index[:MAX_SPELLING_LEVELS]]
     keys = [_spelling_key(v) for v in levels]
-    pairs = ((i, j) for i in range(len(levels)) for j in range(i + 1, len(levels)))
-    for i, j in pairs:
-        a, b = keys[i], keys[j]
-        if a == b:
-            yield levels[j], levels[i]
-            continue
-        if min(len(a), len(b)) < 5:
-            continue
-        matcher = difflib.SequenceMatcher(None, a, b)
-        if matcher.real_quick_ratio() >= SPELLING_SIMILARITY and (
-            matcher.ratio() >= SPELLING_SIMILARITY
-        ):
-            yield levels[j], levels[i]
+    for j in range(1, len(levels)):
+        for i in range(min(j, COMMON_LEVELS)):
+            if _looks_alike(keys[i], keys[j]):
+                yield levels[j], levels[i]
+                break
 
 
 def _variant_findings(frame: pd.DataFrame, specs) -> list[QualityFinding]:

@@ -194,6 +194,20 @@ def test_target_falls_back_to_qualified_with_few_wins():
     assert "qualified stage" in result.target.reason
 
 
+def test_no_qualified_stages_in_the_config_means_too_small_with_few_wins():
+    frame = make_frame(n=1500, seed=4, win_rate=0.02)
+    config = make_config({})
+    outcome = config.outcome.model_copy(update={"qualified": []})
+    config = config.model_copy(update={"outcome": outcome})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FallbackWarning)
+        result = audit.audit_table(
+            make_table(frame, config), config=config, quarter=REVIEW_Q
+        )
+    assert result.target.target == "too_small"
+    assert "names no qualified stages" in result.target.reason
+
+
 def test_qualified_window_widens_until_enough_qualified_records():
     frame = make_frame(n=400, seed=5, win_rate=0.02)
     result = run_audit(frame, {})
