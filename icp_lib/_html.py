@@ -149,12 +149,24 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _first_number(mapping: dict[str, Any], keys: tuple[str, ...]) -> float | None:
-    for key in keys:
-        value = mapping.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    return None
+def _dict(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+    value = mapping.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _audit_headlines(audit: dict[str, Any]) -> list[tuple[str, str]]:
+    target = audit.get("target")
+    if not isinstance(target, dict):
+        return [("Optimized for", str(target))] if target else []
+    counts = _dict(target, "counts")
+    text = str(target.get("target", "unknown"))
+    if _is_number(counts.get("won")) and _is_number(counts.get("closed")):
+        text += f" ({counts['won']:,} wins among {counts['closed']:,} closed records)"
+    return [("Optimized for", text)]
 
 
 def _model_headlines(model: dict[str, Any]) -> list[tuple[str, str]]:
@@ -162,15 +174,19 @@ def _model_headlines(model: dict[str, Any]) -> list[tuple[str, str]]:
     fields = model.get("fields")
     if isinstance(fields, list):
         rows.append(("Fields in score", ", ".join(_field_labels(fields)) or "none"))
-    metrics = model.get("metrics") if isinstance(model.get("metrics"), dict) else {}
-    auc = _first_number(metrics, ("validation_auc", "auc_validation", "auc"))
-    if auc is not None:
-        rows.append(("Validation AUC", f"{auc:.2f}"))
-    verdict = model.get("verdict") if isinstance(model.get("verdict"), dict) else {}
+    validation = _dict(_dict(model, "metrics"), "validation")
+    if _is_number(validation.get("auc")):
+        text = f"{validation['auc']:.2f}"
+        if _is_number(validation.get("auc_low")) and _is_number(
+            validation.get("auc_high")
+        ):
+            text += f" (95% interval {validation['auc_low']:.2f} to "
+            text += f"{validation['auc_high']:.2f})"
+        rows.append(("Validation AUC", text))
+    verdict = _dict(model, "verdict")
     if "usable" in verdict:
         rows.append(("Model usable", "yes" if verdict["usable"] else "no"))
-    grades = model.get("grades") if isinstance(model.get("grades"), dict) else {}
-    cuts = grades.get("cuts") if isinstance(grades.get("cuts"), dict) else {}
+    cuts = _dict(_dict(model, "grades"), "cuts")
     if cuts:
         rows.append(("Grade cuts", ", ".join(f"{k} >= {v}" for k, v in cuts.items())))
     return rows
@@ -180,13 +196,19 @@ def _field_labels(fields: list[Any]) -> list[str]:
     return [str(f.get("label") or f.get("name")) for f in fields if isinstance(f, dict)]
 
 
-def _review_headline(review: dict[str, Any]) -> list[tuple[str, str]]:
+def _review_headlines(review: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    by_grade = _dict(_dict(review, "headline"), "conversion_by_grade")
+    rates = [f"{g} {v:.0%}" for g, v in by_grade.items() if _is_number(v)]
+    if rates:
+        rows.append(("Conversion by grade this quarter", ", ".join(rates)))
     verdict = review.get("verdict")
     if isinstance(verdict, dict):
-        verdict = (
-            verdict.get("action") or verdict.get("decision") or verdict.get("text")
-        )
-    return [("Review verdict", str(verdict))] if verdict else []
+        parts = [verdict.get("decision"), verdict.get("headline")]
+        verdict = ": ".join(str(p) for p in parts if p)
+    if verdict:
+        rows.append(("Review verdict", str(verdict)))
+    return rows
 
 
 def summarize_segment(folder: str | Path) -> list[tuple[str, str]]:
@@ -197,12 +219,9 @@ def summarize_segment(folder: str | Path) -> list[tuple[str, str]]:
     are skipped, never an error.
     """
     folder = Path(folder)
-    audit = _read_json(folder / "audit.json")
-    rows = []
-    if audit.get("target"):
-        rows.append(("Optimized for", str(audit["target"])))
+    rows = _audit_headlines(_read_json(folder / "audit.json"))
     rows += _model_headlines(_read_json(folder / "model.json"))
-    rows += _review_headline(_read_json(folder / "review.json"))
+    rows += _review_headlines(_read_json(folder / "review.json"))
     return rows
 
 

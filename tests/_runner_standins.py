@@ -38,7 +38,8 @@ if segment.startswith("broken"):
     raise DataError("column <b>Industry</b> & co not found in accounts.csv")
 print("stderr noise for analysts", file=sys.stderr)
 warnings.warn("a warning for analysts")
-(out / "audit.json").write_text(json.dumps({"target": "won"}))
+target = {"target": "won", "counts": {"won": 1234, "closed": 5000}}
+(out / "audit.json").write_text(json.dumps({"target": target}))
 left_by_audit = 1
 """,
     "02_model_fit": """\
@@ -46,14 +47,17 @@ assert "left_by_audit" not in globals(), "the kernel kept the audit's names"
 if segment == "crash":
     1 / 0
 model = {"fields": [{"name": "industry", "label": "Industry <x>"}],
-         "metrics": {"validation_auc": 0.71}, "verdict": {"usable": True}}
+         "metrics": {"validation": {"auc": 0.71, "auc_low": 0.6, "auc_high": 0.8}},
+         "verdict": {"usable": True}, "grades": {"cuts": {"A": 80, "B": 60, "C": 40}}}
 (out / "model.json").write_text(json.dumps(model))
 """,
     "03_grade_calibration": """\
 (out / "scores.csv").write_text("record_id,score,grade\\n1,80,A\\n")
 """,
     "04_quarterly_review": """\
-(out / "review.json").write_text(json.dumps({"verdict": "keep the model"}))
+review = {"verdict": {"decision": "keep", "headline": "Keep <the> model."},
+          "headline": {"conversion_by_grade": {"A": 0.5, "B": 0.25}}}
+(out / "review.json").write_text(json.dumps(review))
 print("review done")
 """,
 }

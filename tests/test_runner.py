@@ -86,6 +86,16 @@ def test_index_escapes_errors_and_values(finished):
     assert 'href="good/01_data_audit.html"' in page
 
 
+def test_index_shows_headline_numbers_of_a_completed_segment(finished):
+    run, _ = finished
+    page = (run.report_dir / "index.html").read_text()
+    assert "won (1,234 wins among 5,000 closed records)" in page
+    assert "0.71 (95% interval 0.60 to 0.80)" in page
+    assert "A &gt;= 80, B &gt;= 60, C &gt;= 40" in page
+    assert "A 50%, B 25%" in page
+    assert "keep: Keep &lt;the&gt; model." in page
+
+
 def test_failed_notebook_html_shows_plain_error_and_no_traceback(finished):
     run, _ = finished
     page = (run.report_dir / "broken" / "01_data_audit.html").read_text()
