@@ -94,6 +94,7 @@ HISTORY_COLUMNS = ("record_id", "field", "changed_at", "stage")
 FEEDBACK_COLUMNS = ("record_id", "date", "verdict", "reason", "rep")
 VERDICTS = ("good", "bad")
 OUTCOMES = ("won", "lost", "open")
+COMPLETE_WITHIN_DAYS = 14
 _QUARTER_RE = re.compile(r"^(\d{4})\s*-?\s*Q([1-4])$", re.IGNORECASE)
 _FILLED = "_outcome_filled"
 
@@ -240,14 +241,21 @@ def last_complete_quarter(
 ) -> str:
     """Return the last complete quarter of the data.
 
-    That is the quarter of the latest record date, unless that quarter has
-    not ended yet on ``today`` (default: the current date), in which case
-    it is the quarter before today's.
+    The quarter of the latest record date counts as complete when it has
+    ended by ``today`` (default: the current date) and the records reach
+    into its last ``COMPLETE_WITHIN_DAYS`` days; otherwise the quarter
+    before it is taken. An export taken on 31 May ends in an incomplete
+    quarter even when it is read a year later.
 
     Raises
     ------
     DataError
         If the table has no record dates.
+
+    Examples
+    --------
+    Records up to 2018-05-31 end in an incomplete 2018Q2, so the answer
+    is 2018Q1; records up to 2026-09-30, read in December 2026, give 2026Q3.
     """
     latest = table.frame["record_date"].max()
     if pd.isna(latest):
@@ -259,6 +267,9 @@ def last_complete_quarter(
     today = pd.Timestamp.now() if today is None else pd.Timestamp(today)
     before_today = shift_quarter(quarters_of(pd.Series([today])).iloc[0], -1)
     latest_q = quarters_of(pd.Series([latest])).iloc[0]
+    _, end = quarter_bounds(latest_q)
+    if latest < end - pd.Timedelta(days=COMPLETE_WITHIN_DAYS):
+        latest_q = shift_quarter(latest_q, -1)
     return min(latest_q, before_today, key=parse_quarter)
 
 

@@ -1,5 +1,6 @@
 """Tests of the modeling table (icp_lib.data)."""
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -408,10 +409,28 @@ def test_quarter_helpers_agree_with_calendar():
     assert (start, end) == (pd.Timestamp("2026-07-01"), pd.Timestamp("2026-10-01"))
 
 
-def test_last_complete_quarter_skips_the_running_quarter(table):
-    # Records run to 2026-05-02 (2026Q2).
-    assert last_complete_quarter(table, today=pd.Timestamp("2026-12-04")) == "2026Q2"
-    assert last_complete_quarter(table, today=pd.Timestamp("2026-05-20")) == "2026Q1"
+@pytest.mark.parametrize(
+    ("latest", "today", "expected"),
+    [
+        ("2026-09-30", "2026-12-04", "2026Q3"),  # complete and over
+        ("2026-09-20", "2026-12-04", "2026Q3"),  # within 14 days of the end
+        ("2018-05-31", "2026-12-04", "2018Q1"),  # export ended a month early
+        ("2026-11-20", "2026-12-04", "2026Q3"),  # 2026Q4 is still running
+        ("2026-12-31", "2026-12-04", "2026Q3"),  # future-dated records
+    ],
+)
+def test_last_complete_quarter_needs_an_ended_and_covered_quarter(
+    table, latest, today, expected
+):
+    frame = table.frame.assign(record_date=pd.Timestamp(latest))
+    shifted = dataclasses.replace(table, frame=frame)
+    assert last_complete_quarter(shifted, today=pd.Timestamp(today)) == expected
+
+
+def test_last_complete_quarter_needs_dates(table):
+    frame = table.frame.assign(record_date=pd.NaT)
+    with pytest.raises(DataError, match="no record dates"):
+        last_complete_quarter(dataclasses.replace(table, frame=frame))
 
 
 def _steps(table, rule):
