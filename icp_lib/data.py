@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,7 +58,7 @@ from ._clean import (
 )
 from ._io import SourceData, read_source
 from .config import Config, FieldConfig, Segment
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, FallbackWarning
 
 __all__ = [
     "FieldSpec",
@@ -247,25 +248,28 @@ def last_complete_quarter(
     before it is taken. An export taken on 31 May ends in an incomplete
     quarter even when it is read a year later.
 
-    Raises
-    ------
-    DataError
-        If the table has no record dates.
+    Without any record date (``has_dates`` False) the last complete
+    calendar quarter before ``today`` is returned, with a
+    :class:`~icp_lib.errors.FallbackWarning`: it only labels the run.
 
     Examples
     --------
     Records up to 2018-05-31 end in an incomplete 2018Q2, so the answer
     is 2018Q1; records up to 2026-09-30, read in December 2026, give 2026Q3.
     """
-    latest = table.frame["record_date"].max()
-    if pd.isna(latest):
-        raise DataError(
-            "the data has no record dates, so there is no last complete "
-            "quarter; map record_date in the opportunities source to review "
-            "by quarter"
-        )
     today = pd.Timestamp.now() if today is None else pd.Timestamp(today)
     before_today = shift_quarter(quarters_of(pd.Series([today])).iloc[0], -1)
+    latest = table.frame["record_date"].max()
+    if pd.isna(latest):
+        warnings.warn(
+            "the data has no record dates, so no quarter is complete in it; "
+            f"the run is labelled {before_today}, the last complete calendar "
+            "quarter, and no quarterly review is possible (map record_date in "
+            "the opportunities source to review by quarter)",
+            FallbackWarning,
+            stacklevel=2,
+        )
+        return before_today
     latest_q = quarters_of(pd.Series([latest])).iloc[0]
     _, end = quarter_bounds(latest_q)
     if latest < end - pd.Timedelta(days=COMPLETE_WITHIN_DAYS):

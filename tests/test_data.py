@@ -18,7 +18,7 @@ from icp_lib.data import (
     shift_quarter,
     training_quarters,
 )
-from icp_lib.errors import ConfigError, DataError
+from icp_lib.errors import ConfigError, DataError, FallbackWarning
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "params" / "examples"
 
@@ -427,10 +427,12 @@ def test_last_complete_quarter_needs_an_ended_and_covered_quarter(
     assert last_complete_quarter(shifted, today=pd.Timestamp(today)) == expected
 
 
-def test_last_complete_quarter_needs_dates(table):
+def test_last_complete_quarter_without_dates_labels_the_calendar_quarter(table):
     frame = table.frame.assign(record_date=pd.NaT)
-    with pytest.raises(DataError, match="no record dates"):
-        last_complete_quarter(dataclasses.replace(table, frame=frame))
+    undated = dataclasses.replace(table, frame=frame, has_dates=False)
+    with pytest.warns(FallbackWarning, match="no record dates.*labelled 2026Q3"):
+        quarter = last_complete_quarter(undated, today=pd.Timestamp("2026-12-04"))
+    assert quarter == "2026Q3"
 
 
 def _steps(table, rule):
