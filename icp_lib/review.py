@@ -363,8 +363,12 @@ class ReviewResult:
         return _ordering_verdict(self.ordering)
 
     def drift_alerts(self) -> list[DriftCheck]:
-        """Return the drift checks whose status is ``shifted`` or ``watch``."""
-        return [d for d in self.drift if d.status in ("shifted", "watch")]
+        """Return score and model-field checks that are ``shifted`` or ``watch``.
+
+        Fields outside the model are in :attr:`drift` but raise no alert.
+        """
+        alerting = ("shifted", "watch")
+        return [d for d in self.drift if d.in_model and d.status in alerting]
 
     def most_shifted(self) -> DriftCheck | None:
         """Return the field (not the score) whose mix moved most, if any."""
@@ -1296,8 +1300,8 @@ def _judge_expected(grades: pd.DataFrame, watch: list) -> None:
                 f"Grade {g} converted below calibration: {row['conversion']:.1%} "
                 f"against {row['expected_conversion']:.1%} expected"
                 + (
-                    f" ({int(row['open'])} records still open; quick losses close "
-                    "first, so this may still rise)."
+                    f" ({int(row['open'])} records still open; their outcomes can "
+                    "still change this)."
                     if young
                     else "."
                 )
@@ -1439,7 +1443,12 @@ def _headline(result: ReviewResult) -> dict[str, Any]:
             "fields_shifted": [
                 d.variable
                 for d in result.drift
-                if d.status == "shifted" and d.variable != "score"
+                if d.status == "shifted" and d.variable != "score" and d.in_model
+            ],
+            "other_fields_shifted": [
+                d.variable
+                for d in result.drift
+                if d.status == "shifted" and not d.in_model
             ],
             "negative_feedback_share": fb.bad_share if fb else None,
         }
@@ -1622,11 +1631,16 @@ def _drift_md(r: ReviewResult) -> str:
     if not r.drift:
         return "Drift could not be judged."
     head = (
-        "No field and not the score drifted beyond what chance explains."
+        "Neither the score nor any model field changed beyond what chance explains."
         if not alerts
-        else "These changed between the training window and the quarter:"
+        else "In the score and the model's fields, these changed between the "
+        "training window and the quarter:"
     )
     lines = [head, ""] + [f"- {_md(d.describe())}" for d in alerts]
+    others = [d for d in r.drift if not d.in_model and d.status == "shifted"]
+    if others:
+        lines += ["", "Fields the model does not use that shifted (context only):", ""]
+        lines += [f"- {_md(d.describe())}" for d in others]
     moved = r.conversion_drift[
         r.conversion_drift["direction"].isin(["dropped", "rose"])
     ]
