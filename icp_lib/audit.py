@@ -945,10 +945,16 @@ def _use_reason(lift, value, alpha: float) -> str:
 
 
 def _decide(flags: list[Flag], lift, value, alpha: float) -> tuple[str, str]:
-    for name in _EXCLUDING:
-        hit = [f for f in flags if f.flag == name]
-        if hit:
-            return "exclude", hit[0].reason
+    order = {name: k for k, name in enumerate(_EXCLUDING)}
+    excluding = sorted(
+        (f for f in flags if f.flag in order), key=lambda f: order[f.flag]
+    )
+    if excluding:
+        reason = excluding[0].reason
+        others = [f.flag.replace("_", " ") for f in excluding[1:]]
+        if others:
+            reason += f" (also flagged: {', '.join(others)})"
+        return "exclude", reason
     if any(f.flag == "too_good" for f in flags):
         return "needs_review", next(f.reason for f in flags if f.flag == "too_good")
     return "use", _use_reason(lift, value, alpha)
@@ -1413,7 +1419,7 @@ def fields_to_use(audit, table_or_fields=None) -> list[str]:
 # Report text
 # --------------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~$])")
 
 
 def escape_markdown(text) -> str:

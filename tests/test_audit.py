@@ -778,3 +778,16 @@ def test_numeric_field_with_one_dominant_value_is_still_tested(base):
     item = result.field("pdays")
     assert item.value_test.defined
     assert item.decision == "use"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("<b>", "&lt;b&gt;"),
+        ("$1M-$10M", "\\$1M-\\$10M"),  # no accidental math in the report
+        ("a_b *c*", "a\\_b \\*c\\*"),
+        ("[link](x)", "\\[link\\](x)"),
+    ],
+)
+def test_escape_markdown_neutralizes_markup(raw, expected):
+    assert audit.escape_markdown(raw) == expected
