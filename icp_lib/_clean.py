@@ -40,6 +40,16 @@ __all__ = [
     "parse_range_text",
     "salesforce_id_18",
     "rank_seniority",
+    "map_values",
+    "clean_placeholders",
+    "merge_category_variants",
+    "clean_numbers",
+    "clean_ranges",
+    "clean_booleans",
+    "clean_multi",
+    "parse_dates",
+    "normalize_salesforce_ids",
+    "find_footer_rows",
 ]
 
 PLACEHOLDERS = ("select", "--none--", "unknown", "n/a", "none", "null", "-", "")
