@@ -1,4 +1,4 @@
-"""End to end: `icp quarterly` on a small demo data set, real notebooks."""
+"""End to end: `icp quarterly` on the demo data set with the real notebooks."""
 
 from pathlib import Path
 
@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_quarterly_on_small_demo_writes_every_report(tmp_path, capsys):
+def test_quarterly_on_demo_writes_every_report(tmp_path, capsys):
     # The demo's default size: with 1,200 accounts notebook 03 fails on b2c
     # (conversion_by_band error bars), a bug reported to the grades step.
     write_demo(tmp_path / "data")
