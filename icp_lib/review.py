@@ -859,7 +859,8 @@ def _var_bins(var: _Variable, ref: pd.Series) -> list:
 
 
 def _drift_checks(table, card, reference, review, ctx) -> tuple[DriftCheck, ...]:
-    score_bins = score_edges(reference["score"], n_bins=10)
+    # Scores are whole numbers: whole-number cut points give the same bins.
+    score_bins = sorted({math.ceil(e) for e in score_edges(reference["score"])})
     checks = [
         DriftCheck(
             "score",
@@ -1566,8 +1567,8 @@ def _outcomes_md(r: ReviewResult) -> str:
         f"{c['records']:,} records were created in {_md(r.quarter)}: {c['won']:,} won, "
         f"{c['lost']:,} lost and {c['open']:,} still open. Open records have no "
         "outcome yet: they are shown but never counted as lost. Conversion of the "
-        f"closed records: {conv}. Deals that close quickly are often lost ones, so "
-        "early in a quarter's life conversion tends to read low."
+        f"closed records: {conv}. While many deals are open, conversion rests on "
+        "the deals that closed first, which can differ from the rest."
     )
 
 
