@@ -173,3 +173,11 @@ def test_calibration_by_bin_matches_hand_computed_z():
     assert out.loc["a", "z"] == pytest.approx(z)
     assert out.loc["a", "calibration_p"] == pytest.approx(2 * stats.norm.sf(abs(z)))
     assert out.loc["b", "closed"] == 20  # the open record is left out
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from icp_lib import _drift
+
+    assert doctest.testmod(_drift).failed == 0

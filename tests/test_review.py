@@ -708,3 +708,13 @@ def test_notebook_runs_on_small_demo_and_writes_review_json(tmp_path):
     assert data["quarter"] == "2026Q3" and data["segment"] == "b2b_new"
     assert data["verdict"]["decision"] in ("keep", "watch", "rerun")
     assert data["model"]["out_of_time"] is True
+
+
+def test_empty_feedback_file_gives_no_alert_and_no_trend():
+    empty = pd.DataFrame(columns=["record_id", "date", "verdict", "reason", "rep"])
+    grades = pd.DataFrame({"record_id": ["r1"], "grade": ["A"]})
+
+    fb = feedback_summary(empty, grades, quarter=REVIEW_Q)
+
+    assert fb.rows_used == 0 and fb.alerts == ()
+    assert math.isnan(fb.trend_p_value) and math.isnan(fb.bad_share)
