@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ._stats import (
     cochran_armitage_trend,
@@ -391,7 +392,7 @@ class GradeTable:
 
     def display_frame(self) -> pd.DataFrame:
         """Return the table with readable column names for a report."""
-        f = self.frame
+        f, level = self.frame, f"{1 - self.alpha:.0%}"
         return pd.DataFrame(
             {
                 "Score from": [self.cuts.get(g, 0) for g in f.index],
@@ -399,12 +400,7 @@ class GradeTable:
                 "Share": f["share"].map(_pct),
                 "Wins": f["wins"],
                 "Conversion": f["conversion"].map(_pct),
-                "95% interval": [
-                    _interval(lo, hi)
-                    for lo, hi in zip(
-                        f["conversion_low"], f["conversion_high"], strict=True
-                    )
-                ],
+                f"{level} interval": _intervals(f, "conversion", _pct),
                 "Pipeline": f["pipeline"].map(_money),
                 "Revenue": f["revenue"].map(_money),
                 "Average deal": f["avg_deal"].map(_money),
@@ -421,8 +417,13 @@ def _money(x: float) -> str:
     return "not enough data" if pd.isna(x) else f"{x:,.0f}"
 
 
-def _interval(lo: float, hi: float) -> str:
-    return "not enough data" if pd.isna(lo) else f"{lo:.1%} to {hi:.1%}"
+def _interval(lo: float, hi: float, fmt=_pct) -> str:
+    return "not enough data" if pd.isna(lo) else f"{fmt(lo)} to {fmt(hi)}"
+
+
+def _intervals(frame: pd.DataFrame, column: str, fmt) -> list[str]:
+    lows, highs = frame[f"{column}_low"], frame[f"{column}_high"]
+    return [_interval(lo, hi, fmt) for lo, hi in zip(lows, highs, strict=True)]
 
 
 def _pair_sentence(row, alpha: float) -> str:
@@ -623,8 +624,9 @@ class Falloff:
     bands : DataFrame
         One row per score band (highest first): ``band``, ``low``, ``high``,
         ``records``, ``closed``, ``wins``, ``conversion`` with
-        ``conversion_low``/``conversion_high``, ``revenue``,
-        ``revenue_per_record``.
+        ``conversion_low``/``conversion_high`` (Wilson), ``revenue``,
+        ``revenue_per_record`` with ``revenue_per_record_low``/``_high``
+        (normal interval of the mean; open records count as zero revenue).
     gains : DataFrame
         The gains curve over closed records sorted by score, highest first,
         one point per distinct score: ``score``, ``share_records``,
@@ -635,12 +637,31 @@ class Falloff:
         records (``top`` 0.1, 0.2, 0.3, 0.5), and the lift there; ties are
         taken in random order on average (linear interpolation).
     overall_conversion : float
+    alpha : float
+        One minus the confidence level of the intervals.
     """
 
     bands: pd.DataFrame
     gains: pd.DataFrame
     capture: pd.DataFrame
     overall_conversion: float
+    alpha: float = 0.05
+
+    def display_frame(self) -> pd.DataFrame:
+        """Return the score bands with readable column names for a report."""
+        b, level = self.bands, f"{1 - self.alpha:.0%}"
+        return pd.DataFrame(
+            {
+                "Score band": b["band"],
+                "Records": b["records"],
+                "Closed": b["closed"],
+                "Wins": b["wins"],
+                "Conversion": b["conversion"].map(_pct),
+                f"{level} interval": _intervals(b, "conversion", _pct),
+                "Revenue per record": b["revenue_per_record"].map(_money),
+                f"{level} interval ": _intervals(b, "revenue_per_record", _money),
+            }
+        ).set_index("Score band")
 
     def summary_markdown(self) -> str:
         """Return the main fall-off numbers as a short Markdown text."""
@@ -693,7 +714,7 @@ def falloff(
     gains = _gains(frame)
     closed = pd.to_numeric(frame["won"], errors="coerce").dropna()
     overall = float(closed.mean()) if len(closed) else math.nan
-    return Falloff(bands, gains, _capture(gains, tops), overall)
+    return Falloff(bands, gains, _capture(gains, tops), overall, alpha)
 
 
 def _bands(frame, width: int, max_score: int, alpha: float) -> pd.DataFrame:
@@ -704,13 +725,19 @@ def _bands(frame, width: int, max_score: int, alpha: float) -> pd.DataFrame:
     label = [f"{lo}-{lo + width - 1}" for lo in lows[:-1]] + [f"{lows[-1]}-{max_score}"]
     won = pd.to_numeric(frame["won"], errors="coerce")
     amount = pd.to_numeric(frame["amount"], errors="coerce")
-    work = pd.DataFrame({"i": idx, "won": won, "rev": amount.where(won == 1)})
-    g = work.groupby("i")
+    rev = amount.where(won == 1, 0.0).fillna(0.0)
+    g = pd.DataFrame({"i": idx, "won": won, "rev": rev}).groupby("i")
     out = pd.DataFrame(
-        {"records": g.size(), "closed": g["won"].count(), "wins": g["won"].sum()}
+        {
+            "records": g.size(),
+            "closed": g["won"].count(),
+            "wins": g["won"].sum(),
+            "revenue": g["rev"].sum(),
+        }
     ).reindex(range(len(lows)), fill_value=0)
-    out["revenue"] = g["rev"].sum(min_count=0).reindex(out.index).fillna(0.0)
+    out = out.astype({"wins": "int64"})
     low, high = wilson_interval(out["wins"], out["closed"], alpha=alpha)
+    rev_low, rev_high = _mean_interval(g["rev"], out.index, alpha)
     out = out.assign(
         band=label,
         low=lows,
@@ -719,10 +746,23 @@ def _bands(frame, width: int, max_score: int, alpha: float) -> pd.DataFrame:
         conversion_low=low,
         conversion_high=high,
         revenue_per_record=safe_ratio(out["revenue"], out["records"]),
+        revenue_per_record_low=rev_low,
+        revenue_per_record_high=rev_high,
     )
     cols = ["band", "low", "high", "records", "closed", "wins", "conversion"]
     cols += ["conversion_low", "conversion_high", "revenue", "revenue_per_record"]
+    cols += ["revenue_per_record_low", "revenue_per_record_high"]
     return out[cols].iloc[::-1].reset_index(drop=True)
+
+
+def _mean_interval(groups, index, alpha: float):
+    """Normal interval of a mean per group (NaN below two records), floored
+    at zero: revenue per record cannot be negative."""
+    mean = groups.mean().reindex(index)
+    n = groups.count().reindex(index).fillna(0)
+    half = stats.norm.ppf(1 - alpha / 2) * groups.std(ddof=1).reindex(index)
+    half = half / np.sqrt(n.where(n > 1))
+    return (mean - half).clip(lower=0.0).to_numpy(), (mean + half).to_numpy()
 
 
 def _gains(frame: pd.DataFrame) -> pd.DataFrame:
@@ -929,6 +969,10 @@ class Calibration:
         if self.table is None:
             return "No grade table: no grades were cut."
         return self.table.summary_markdown()
+
+    def falloff_frame(self) -> pd.DataFrame:
+        """Return the score bands for display (empty when there are none)."""
+        return pd.DataFrame() if self.falloff is None else self.falloff.display_frame()
 
     def falloff_markdown(self) -> str:
         """Return the fall-off numbers in words."""

@@ -327,6 +327,22 @@ def test_falloff_bands_match_a_groupby():
     assert bands["records"].sum() == len(frame)
 
 
+def test_band_revenue_interval_is_a_normal_interval_of_the_mean():
+    frame = _records()
+    bands = falloff(frame, band_width=50, alpha=0.1).bands.set_index("band")
+    # Expected: revenue per record (0 unless won) in the top band, by hand.
+    top = frame[frame["score"] >= 50]
+    rev = top["amount"].where(top["won"] == 1, 0.0).fillna(0.0)
+    half = 1.6448536269514722 * rev.std(ddof=1) / math.sqrt(len(rev))
+    assert bands.loc["50-100", "revenue_per_record"] == pytest.approx(rev.mean())
+    assert bands.loc["50-100", "revenue_per_record_low"] == pytest.approx(
+        rev.mean() - half
+    )
+    assert bands.loc["50-100", "revenue_per_record_high"] == pytest.approx(
+        rev.mean() + half
+    )
+
+
 def test_gains_curve_runs_from_zero_to_all_wins():
     gains = falloff(_records()).gains
     assert gains["share_records"].iloc[0] == 0 and gains["share_wins"].iloc[0] == 0
