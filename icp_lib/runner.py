@@ -140,9 +140,12 @@ class Progress:
     notebook: str
     status: str
     seconds: float
+    note: str = ""
 
     def to_text(self) -> str:
         """Return the event as one line, e.g. ``[2/12] b2c 02_model_fit ... 8.1 s``."""
+        if self.note:
+            return self.note
         tail = f"{self.seconds:.1f} s"
         if self.status != "ok":
             tail += f" ({self.status})"
@@ -401,7 +404,13 @@ def _run_tasks(tasks, *, jobs: int, progress) -> list[SegmentRun]:
     events = ctx.Queue()
     workers = min(jobs, len(tasks))
     threads = tasks[0].options.threads
-    log.info("running %d segments on %d workers", len(tasks), workers)
+    note = (
+        f"quarter {tasks[0].quarter}: {len(tasks)} segment(s), {total} notebooks, "
+        f"{workers} at a time"
+    )
+    log.info(note)
+    if progress is not None:
+        progress(Progress(0, total, "", "", "started", 0.0, note=note))
     with ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_init_worker, initargs=(events, threads)
     ) as pool:

@@ -1,5 +1,6 @@
 """The ``icp`` command line: help, error messages and exit codes."""
 
+import re
 import subprocess
 import sys
 
@@ -126,3 +127,64 @@ def test_score_with_missing_model_names_the_file(tmp_path, capsys):
     assert code == 2
     assert "model.json not found" in err
     assert "Traceback" not in err
+
+
+BAD_INPUT_CONFIG = """\
+client: Acme
+data_dir: {data}
+sources:
+  opportunities:
+    path: opps.csv
+    columns: {{record_id: Id, stage: Stage, industry: {industry}}}
+outcome: {{won: [Closed Won], lost: [Closed Lost], open: [Open]}}
+fields:
+  industry: {{kind: categorical}}
+"""
+
+OPPS = "Id,Stage,Industry\n1,Closed Won,Retail\n2,Closed Lost,Retail\n3,Open,Tech\n"
+NO_WINS = "Id,Stage,Industry\n1,Closed Lost,Retail\n2,Closed Lost,Retail\n3,Open,Tech\n"
+
+
+def _bad_input(tmp_path, *, industry="Industry", csv=OPPS):
+    data = tmp_path / "data"
+    data.mkdir()
+    if csv:
+        (data / "opps.csv").write_text(csv)
+    config = tmp_path / "acme.yaml"
+    config.write_text(BAD_INPUT_CONFIG.format(data=data, industry=industry))
+    old = tmp_path / "reports" / "2026Q3"
+    old.mkdir(parents=True)
+    (old / "index.html").write_text("earlier run")
+    return [
+        "quarterly",
+        "--config",
+        str(config),
+        "--quarter",
+        "2026Q3",
+        "--reports",
+        str(tmp_path / "reports"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"csv": ""}, "opps.csv"),
+        ({"industry": "Sector"}, "column 'Sector' not found in opportunities"),
+        ({"csv": NO_WINS}, "no record is won: outcome.won lists \\['Closed Won'\\]"),
+    ],
+    ids=["missing file", "absent column", "no won records"],
+)
+def test_bad_data_is_one_message_and_keeps_earlier_reports(
+    tmp_path, capsys, options, expected
+):
+    argv = _bad_input(tmp_path, **options)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert re.search(expected, err), err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+    reports = tmp_path / "reports"
+    assert (reports / "2026Q3" / "index.html").read_text() == "earlier run"
+    assert [p.name for p in reports.iterdir()] == ["2026Q3"]
