@@ -208,13 +208,19 @@ def _run_sqlite(sql: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pg_type(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "BOOLEAN"
+    if pd.api.types.is_integer_dtype(series):
+        return "BIGINT"
     return "DOUBLE PRECISION" if pd.api.types.is_float_dtype(series) else "TEXT"
 
 
 def _cell(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA:
         return None
-    return value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _run_postgres(conn, sql: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -257,6 +263,29 @@ def test_sql_scores_match_python_scores_on_postgres(pg_conn):
     card = _card()
     got = _normalize(_run_postgres(pg_conn, to_sql(card, dialect="postgres"), RECORDS))
     pd.testing.assert_frame_equal(got, _expected(card))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Warehouse-typed columns: whole-number sizes and a real boolean."""
+    return frame.assign(
+        employees=frame["employees"].round().astype("Int64"),
+        flag=frame["flag"].map({1.0: True, 0.0: False}).astype("boolean"),
+    )
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "sqlite"])
+def test_sql_scores_integer_and_boolean_columns_like_python(engine):
+    card, frame = _card(), _typed(RECORDS)
+    run = _run_duckdb if engine == "duckdb" else _run_sqlite
+    got = _normalize(run(to_sql(card, dialect=engine), frame))
+    pd.testing.assert_frame_equal(got, _expected(card, frame))
+
+
+@pytest.mark.postgres
+def test_sql_scores_integer_and_boolean_columns_on_postgres(pg_conn):
+    card, frame = _card(), _typed(RECORDS)
+    got = _run_postgres(pg_conn, to_sql(card, dialect="postgres"), frame)
+    pd.testing.assert_frame_equal(_normalize(got), _expected(card, frame))
 
 
 @pytest.mark.parametrize("dialect", SUPPORTED_DIALECTS)
