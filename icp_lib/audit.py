@@ -688,7 +688,10 @@ def _value_groups(values: pd.Series, kind: str) -> pd.Series:
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.nunique() <= VALUE_BINS:
         return numbers.astype(str)
-    bins = pd.qcut(numbers, q=VALUE_BINS, duplicates="drop").astype(str)
+    n_bins = min(VALUE_BINS, len(numbers) // MIN_GROUP)
+    if n_bins < 2:
+        return pd.Series("all", index=numbers.index)
+    bins = pd.qcut(numbers, q=n_bins, duplicates="drop").astype(str)
     if bins.nunique() >= 2:
         return bins
     # one value holds nearly every record (like 999 for "never contacted"):
@@ -703,6 +706,7 @@ def _value_test(values: pd.Series, y: pd.Series, kind: str) -> _stats.TestResult
         return _multi_value_test(values, y)
     groups = _value_groups(values, kind)
     agg = y.groupby(groups.to_numpy()).agg(["sum", "count"])
+    agg = agg[agg["count"] >= MIN_GROUP]  # tiny groups make the test unreliable
     return _stats.chi_square_test(agg["sum"], agg["count"])
 
 

@@ -791,3 +791,13 @@ def test_numeric_field_with_one_dominant_value_is_still_tested(base):
 )
 def test_escape_markdown_neutralizes_markup(raw, expected):
     assert audit.escape_markdown(raw) == expected
+
+
+def test_value_test_needs_enough_records_per_group():
+    frame = make_frame(n=16, seed=1)  # about 12 closed records: one bin only
+    frame = frame.assign(num=np.random.default_rng(0).normal(size=16))
+    result = run_audit(frame, {"num": "numeric"})
+    item = result.field("num")
+    assert item.conversion["all"].n < 2 * audit.MIN_GROUP
+    assert not item.value_test.defined
+    assert item.decision == "exclude"
