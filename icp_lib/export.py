@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
@@ -232,8 +233,14 @@ def _check_deployable(card: ScoreCard, allow_undeployable: bool) -> None:
         )
 
 
-def _rows(scored: pd.DataFrame, card, config, date_text: str):
-    n_reasons = config.top_reasons
+def _reason_cells(reasons: Any, n: int) -> list[str]:
+    # Reasons arrive as lists, or as arrays when read back from Parquet.
+    listed = list(reasons) if isinstance(reasons, list | tuple | np.ndarray) else []
+    texts = [str(r) for r in listed[:n]]
+    return texts + [""] * (n - len(texts))
+
+
+def _rows(scored: pd.DataFrame, card: ScoreCard, config, date_text: str):
     for rec, score, grade, reasons in zip(
         scored["record_id"],
         scored["score"],
@@ -241,14 +248,11 @@ def _rows(scored: pd.DataFrame, card, config, date_text: str):
         scored["reasons"],
         strict=True,
     ):
-        listed = list(reasons) if isinstance(reasons, list | tuple) else []
-        texts = [str(r) for r in listed[:n_reasons]]
-        texts += [""] * (n_reasons - len(texts))
-        text_cells = [_export_id(rec, config.crm), str(grade)]
+        texts = _reason_cells(reasons, config.top_reasons)
         yield [
-            neutralize_cell(text_cells[0]),
+            neutralize_cell(_export_id(rec, config.crm)),
             int(score),
-            neutralize_cell(text_cells[1]),
+            neutralize_cell(str(grade)),
             *(neutralize_cell(t) for t in texts),
             neutralize_cell(card.model_id),
             date_text,
