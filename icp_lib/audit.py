@@ -441,11 +441,10 @@ def _has_dates(table, frame: pd.DataFrame) -> bool:
 
 
 def _resolve_quarter(table, quarter: str | None, dated: bool) -> str | None:
-    if quarter:
-        return _check_quarter(quarter)
+    checked = _check_quarter(quarter) if quarter else None
     if not dated:
-        return None
-    return last_complete_quarter(table)
+        return None  # without dates there are no quarters to window by
+    return checked or last_complete_quarter(table)
 
 
 def _count_outcomes(frame: pd.DataFrame) -> dict:

@@ -278,7 +278,9 @@ def test_unparsed_date_column_is_reported_and_audit_completes():
         record_date=lambda f: f["record_date"].astype("datetime64[ns]")
     )
     step = CleaningStep("opportunities", "record_date", "unparsed dates", 300, ("?",))
-    result = run_audit(frame, {}, quarter=None, cleaning=[step])
+    result = run_audit(frame, {}, quarter=REVIEW_Q, cleaning=[step])
+    assert result.review_quarter is None
+    assert result.target.counts["records"] == len(frame)
     checks = {q.check for q in result.quality}
     assert {"unparsed dates", "missing record dates"} <= checks
 
