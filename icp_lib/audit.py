@@ -17,6 +17,23 @@ returns an :class:`AuditResult`:
 
 :func:`fields_to_use` turns an audit into the list of fields the model may
 use, honouring ``decision`` overrides in the config.
+
+audit.json (schema_version 1)
+-----------------------------
+``client``, ``segment``, ``created_at``, ``thresholds`` (training and audit
+settings used), ``fallbacks`` (list of text), ``evidence`` (``start``,
+``end``, ``text``, ``records``, ``measured``: the records fields are judged
+on), ``target`` (``target``: won, qualified or too_small; ``reason``;
+``counts``: records, closed, won, lost, open, qualified; ``window``:
+quarters, start, end, months; ``review_quarter``), ``quality`` (list of
+check, column, rows, share, detail, examples) and ``fields``, one per
+candidate field in config order: name, label, kind, source, ``fill``
+(overall, won, lost, open, closed), ``by_quarter`` (quarter -> fill rate),
+``conversion`` (filled, unfilled, all: count, n, rate, low, high),
+``lift_test``, ``population_test``, ``value_test`` (method, statistic,
+p_value, effect, note), ``test_used``, ``auc``, ``late_share``, ``flags``
+(flag, reason), ``decision`` (use, exclude, needs_review),
+``decision_reason`` and ``config_decision``. NaN is written as null.
 """
 
 from __future__ import annotations
