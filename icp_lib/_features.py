@@ -42,8 +42,8 @@ __all__ = [
     "map_values",
 ]
 
-OTHER = "Other"
-MISSING = "Missing"
+OTHER = "(other)"
+MISSING = "(missing)"
 _FINE_BINS = 20
 
 
@@ -405,11 +405,15 @@ def _card_bins(values, won, screen, alpha, min_share, max_bins) -> Encoding:
         way = "rises" if trend.effect > 0 else "falls"
         notes.append(
             f"{screen.label}: conversion {way} with the value "
-            f"(trend test p = {trend.p_value:.2g}); bins merged until it is monotone"
+            f"(trend test {_p_text(trend.p_value)}); bins merged until it is monotone"
         )
     edges = _merge_closest(x, y, edges, max_bins)
     edges = _merge_pure_bins(x, y, edges, screen.label, notes)
     return replace(screen, edges=tuple(edges), notes=tuple(notes))
+
+
+def _p_text(p: float) -> str:
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
 
 
 def _bin_stats(x, y, edges) -> tuple[np.ndarray, np.ndarray]:

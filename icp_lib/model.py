@@ -307,7 +307,7 @@ def _fit_all(ctx: _Context, dev: pd.DataFrame, val: pd.DataFrame, notes) -> Mode
     full = pd.concat([dev, val]) if ctx.windows.out_of_time else _all_closed(ctx)
     final = _fit_stage(full, ctx)
     matches = _match_analysis(final.card, full, dev_stage.card, val)
-    verdict = _verdict(final, validation, comparison, matches, ctx)
+    verdict = _verdict(final, dev_stage.card, validation, comparison, matches, ctx)
     notes = (*notes, *final.notes, *_dev_differs(dev_stage, final))
     card = _finish_card(final, validation, comparison, matches, verdict, ctx, full)
     return ModelFit(
@@ -1181,7 +1181,7 @@ def _match_analysis(card, rows, dev_card, val) -> MatchAnalysis:
 # --- verdict and model file ---------------------------------------------------
 
 
-def _verdict(final: _Stage, validation, comparison, matches, ctx) -> dict:
+def _verdict(final: _Stage, dev_card, validation, comparison, matches, ctx) -> dict:
     n_tested = len(final.screening)
     reasons, usable = [], True
     if not final.card.fields:
@@ -1196,9 +1196,10 @@ def _verdict(final: _Stage, validation, comparison, matches, ctx) -> dict:
     else:
         labels = ", ".join(f.label for f in final.card.fields)
         reasons.append(f"{len(final.card.fields)} field(s) kept: {labels}")
-    ok, text = _auc_reason(validation, ctx.windows)
+    ok, text = _auc_reason(validation, ctx.windows, dev_card)
     usable = usable and ok
-    reasons.append(text)
+    if final.card.fields:
+        reasons.append(text)
     if usable:
         reasons += _cautions(validation, comparison, matches, ctx.windows)
     return {"usable": usable, "reasons": reasons}
@@ -1210,8 +1211,14 @@ def _where_validated(windows: Windows) -> str:
     return "on a random 30% holdout (not out of time)"
 
 
-def _auc_reason(v: Validation, windows: Windows) -> tuple[bool, str]:
+def _auc_reason(v: Validation, windows: Windows, dev_card) -> tuple[bool, str]:
     where = _where_validated(windows)
+    if not dev_card.fields:
+        return False, (
+            "Fitted without the validation records, no field was significant, so "
+            f"there was no card to validate {where}: the relation found on the whole "
+            "window is not confirmed on records the card has not seen"
+        )
     if math.isnan(v.auc) or math.isnan(v.auc_low):
         return False, f"The card could not be validated {where}: not enough data"
     auc = f"{v.auc:.2f} (95% interval {v.auc_low:.2f} to {v.auc_high:.2f})"
