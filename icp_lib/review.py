@@ -1141,7 +1141,10 @@ def _feedback_alerts(by_month, inside, threshold: float, quarter: str):
 
 def _feedback(table, scored, quarter: str, ctx: _Context) -> FeedbackSummary | None:
     if table.feedback is None:
-        ctx.not_judged.append("sales feedback: no feedback file is configured")
+        ctx.findings.append(
+            "no sales feedback file is configured, so reps' verdicts are not part "
+            "of this review"
+        )
         return None
     summary = feedback_summary(
         table.feedback,
