@@ -98,6 +98,7 @@ class CardField:
     bins: tuple[CardBin, ...] = ()
     indicators: tuple[CardIndicator, ...] = ()
     separator: str = "|"
+    source_separator: str | None = None
     other_points: int = 0
     missing_points: int = 0
     missing_records: int | None = None
@@ -336,7 +337,10 @@ def _field_from_json(raw: Any, i: int) -> CardField:
         if not isinstance(sep, str) or not sep:
             raise ModelError(f"{where} needs a non-empty 'separator'; {_REFIT}")
         inds = _items(raw, "indicators", where, _indicator_from_json)
-        return CardField(**base, indicators=inds, separator=sep)
+        source_sep = raw.get("source_separator")
+        return CardField(
+            **base, indicators=inds, separator=sep, source_separator=source_sep
+        )
     other = _int_at(raw.get("other_points"), f"{where} other_points")
     levels = _items(raw, "levels", where, _level_from_json)
     _check_levels_disjoint(levels, where, kind)
@@ -497,6 +501,8 @@ def _field_to_json(f: CardField) -> dict[str, Any]:
         ]
     elif f.kind == "multi":
         out["separator"] = f.separator
+        if f.source_separator:
+            out["source_separator"] = f.source_separator
         out["indicators"] = [
             {"value": i.value, "points": i.points} | _stats(i.records, i.conversion)
             for i in f.indicators

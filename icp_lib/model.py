@@ -713,6 +713,7 @@ def _fit_stage(rows: pd.DataFrame, ctx: _Context) -> _Stage:
     card_encs = tuple(_card_encoding(encs[name], rows, ctx) for name in kept)
     coefs = _combined_coefficients(card_encs, rows)
     fields = _card_fields(card_encs, coefs, rows, ctx.config.model.max_score)
+    fields = tuple(_with_source_separator(f, ctx.config) for f in fields)
     notes = [n for e in card_encs for n in e.notes] + _cluster_note(rows, screening)
     if card_encs:
         notes.append(_penalty_note())
@@ -722,6 +723,15 @@ def _fit_stage(rows: pd.DataFrame, ctx: _Context) -> _Stage:
         verdict={"usable": False, "reasons": []},
     )
     return _Stage(screening, levels, card_encs, card, coefs, tuple(notes))
+
+
+def _with_source_separator(f: CardField, config: Config) -> CardField:
+    from dataclasses import replace
+
+    spec = config.fields.get(f.name)
+    if f.kind != "multi" or spec is None:
+        return f
+    return replace(f, source_separator=spec.separator)
 
 
 def _cluster_note(rows: pd.DataFrame, screening: pd.DataFrame) -> list[str]:
@@ -1684,7 +1694,8 @@ def score_file(
     card = ScoreCard.read(model_path)
     frame = _read_input(Path(input_path))
     if config is not None:
-        frame = _canonical_columns(frame, card, config)
+        frame = _rename_to_canonical(frame, config)
+    frame = _join_multi_values(frame, card, config)
     scores = score_records(card, frame, top_reasons=top_reasons)
     _write_scores(scores, Path(output_path))
     logger.info("scored %d records from %s", len(scores), input_path)
@@ -1723,18 +1734,23 @@ def _read_delimited(path: Path) -> pd.DataFrame:
     )  # fmt: skip
 
 
-def _canonical_columns(frame: pd.DataFrame, card: ScoreCard, config: Config):
+def _rename_to_canonical(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
     frame = frame.rename(columns=lambda c: str(c).strip())
     renames = {}
     for source in config.sources.values():
         for canonical, column in source.columns.items():
             if canonical not in frame.columns and column in frame.columns:
                 renames[column] = canonical
-    frame = frame.rename(columns=renames)
+    return frame.rename(columns=renames)
+
+
+def _join_multi_values(frame: pd.DataFrame, card: ScoreCard, config) -> pd.DataFrame:
+    """Split multi-valued text on the client's separator, as in training."""
     for f in card.fields:
-        spec = config.fields.get(f.name)
-        if f.kind == "multi" and spec is not None and f.name in frame.columns:
-            cleaned = _clean.clean_multi(frame[f.name], separator=spec.separator)
+        spec = config.fields.get(f.name) if config is not None else None
+        sep = spec.separator if spec is not None else f.source_separator
+        if f.kind == "multi" and sep and f.name in frame.columns:
+            cleaned = _clean.clean_multi(frame[f.name], separator=sep)
             frame = frame.assign(**{f.name: cleaned.values})
     return frame
 

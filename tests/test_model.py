@@ -450,3 +450,17 @@ def test_segment_of_unknown_name_lists_the_segments():
     assert model.segment_of(config, "all").name == "all"
     with pytest.raises(ModelError, match="segment 'nope' is not in the config"):
         model.segment_of(config, "nope")
+
+
+@pytest.mark.parametrize(
+    "tech", ["Salesforce;Slack", "Salesforce|Slack", " salesforce "]
+)
+def test_score_file_splits_multi_values_as_in_training(saved_model, tmp_path, tech):
+    card = ScoreCard.read(saved_model)
+    sf = next(f for f in card.fields if f.name == "tech").indicators[0]
+    src = tmp_path / "new.csv"
+    pd.DataFrame({"record_id": ["a", "b"], "good": ["Alpha"] * 2, "size": [5, 5],
+                  "tech": [tech, "Slack"]}).to_csv(src, index=False)  # fmt: skip
+    scores = model.score_file(saved_model, src, tmp_path / "scores.csv")
+    # the config's separator (";") is kept in model.json as source_separator
+    assert scores["score"][0] - scores["score"][1] == sf.points
