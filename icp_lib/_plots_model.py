@@ -125,13 +125,11 @@ def plot_match_conversion(table: pd.DataFrame, *, ax=None):
     if rows.empty:
         return _nothing(ax)
     err = _error_bars(rows["conversion"], rows["low"], rows["high"])
-    ax.bar(rows["matches"].astype(str), rows["conversion"], yerr=err, color=_KEPT,
-           capsize=3)  # fmt: skip
-    for x, n in enumerate(rows["records"]):
-        ax.annotate(f"n={n:,}", (x, 0), xytext=(0, 3), textcoords="offset points",
-                    ha="center", fontsize=8, color="white")  # fmt: skip
+    names = [f"{m}\n(n={n:,})" for m, n in zip(rows["matches"], rows["records"],
+                                                 strict=True)]  # fmt: skip
+    ax.bar(names, rows["conversion"], yerr=err, color=_KEPT, capsize=3)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("ideal values matched")
+    ax.set_xlabel("ideal values matched (records)")
     ax.set_ylabel("conversion")
     ax.set_title("More matches, more conversion?")
     return ax

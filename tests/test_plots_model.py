@@ -31,7 +31,7 @@ def test_match_chart_draws_one_bar_per_match_count():
     ax = plots.plot_match_conversion(rates(4, "matches"))
     heights = [round(p.get_height(), 6) for p in ax.patches]
     assert heights == [0.1, 0.2, 0.3, 0.4]
-    assert ax.get_xlabel() == "ideal values matched"
+    assert ax.get_xticklabels()[0].get_text() == "0\n(n=100)"
 
 
 def test_lift_chart_draws_deciles_and_the_average():
