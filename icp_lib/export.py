@@ -355,7 +355,9 @@ def to_sql(
       score the missing points;
     - boolean: true/yes/y/1 and false/no/n/0 as text (booleans and 0/1
       numbers work too); anything else scores the missing points;
-    - multi: the text is split on the card's separator and each piece
+    - multi: the text is split on the card's separator (``|``, as in the
+      modeling table) and on the client's own separator
+      (``source_separator``, for example ``;``), and each piece is
       normalized as a categorical value; each indicator present adds its
       points (tested with a position search, so ``%`` and ``_`` in values
       are plain characters); no piece at all scores the missing points.
@@ -617,6 +619,10 @@ def _multi_steps(f, dialect: str, fold: list[str]) -> list[Step]:
     """sep + pieces normalized and joined by sep + sep; NULL stays NULL."""
     sep = _check_separator(f)
     steps = _normalize_steps(dialect, fold)
+    source = f.source_separator
+    if source and source != sep:
+        # The client's own separator (raw text), before any normalization.
+        steps.insert(1, _replace_step(source, sep))
     steps += [_replace_step(sep + " ", sep), _replace_step(" " + sep, sep)]
     return [*steps, _wrap_step(sep)]
 

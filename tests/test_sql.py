@@ -20,6 +20,7 @@ import pytest
 import sqlglot
 
 from icp_lib._card import ScoreCard, score_records
+from icp_lib._clean import clean_multi
 from icp_lib.errors import ConfigError, ModelError
 from icp_lib.export import SUPPORTED_DIALECTS, to_sql
 
@@ -286,6 +287,19 @@ def test_sql_scores_integer_and_boolean_columns_on_postgres(pg_conn):
     card, frame = _card(), _typed(RECORDS)
     got = _run_postgres(pg_conn, to_sql(card, dialect="postgres"), frame)
     pd.testing.assert_frame_equal(_normalize(got), _expected(card, frame))
+
+
+def test_sql_splits_raw_multi_values_on_the_clients_separator():
+    data = copy.deepcopy(CARD)
+    data["fields"][4] |= {"separator": "|", "source_separator": ";"}
+    card = ScoreCard.from_json(data)
+    raw = RECORDS
+    # Expected: the modeling-table form ("|"-joined, as the data layer and
+    # score_file build it from the client's ";"-separated text).
+    joined = clean_multi(raw["tech"], separator=";").values
+    expected = _expected(card, raw.assign(tech=joined))
+    got = _normalize(_run_duckdb(to_sql(card, dialect="duckdb"), raw))
+    pd.testing.assert_frame_equal(got, expected)
 
 
 @pytest.mark.parametrize("dialect", SUPPORTED_DIALECTS)
