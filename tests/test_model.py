@@ -464,3 +464,18 @@ def test_score_file_splits_multi_values_as_in_training(saved_model, tmp_path, te
     scores = model.score_file(saved_model, src, tmp_path / "scores.csv")
     # the config's separator (";") is kept in model.json as source_separator
     assert scores["score"][0] - scores["score"][1] == sf.points
+
+
+def test_qualified_target_fits_on_all_records_including_open_ones():
+    frame = make_frame(seed=17)
+    open_rows = frame.index % 7 == 0
+    frame = frame.assign(won=frame["won"].where(~open_rows))  # open: outcome unknown
+    config = make_config(KINDS)
+    result = model.fit_model(
+        make_table(frame), config=config, audit=make_audit(list(KINDS),
+        target="qualified"), quarter=REVIEW_Q, segment=SEGMENT,
+    )  # fmt: skip
+    in_window = frame["quarter"].isin(QUARTERS[:4])
+    assert result.target == "qualified"
+    assert result.training_records == int(in_window.sum())  # open records count
+    assert "qualified = reached" in result.card.to_json_dict()["outcome_definition"]
