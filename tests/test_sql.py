@@ -318,16 +318,31 @@ def test_sql_values_are_escaped_literals_not_syntax():
     assert "'o''reilly; drop table x; --'" in sql
 
 
+# Client column names that need quoting: a space, a reserved word.
+MAPPING = {"industry": "Industry Name", "tech": "select"}
+CLIENT_FRAME = RECORDS.rename(columns={**MAPPING, "record_id": "Opp Id"})
+
+
 def test_sql_reads_mapped_client_columns_and_table():
     card = _card()
-    mapping = {"industry": "Industry Name", "tech": "select"}
-    frame = RECORDS.rename(columns={"industry": "Industry Name", "tech": "select"})
-    frame = frame.rename(columns={"record_id": "Opp Id"})
     sql = to_sql(
         card, dialect="duckdb", table="main.source_table", id_column="Opp Id",
-        columns=mapping,
+        columns=MAPPING,
     )  # fmt: skip
-    got = _normalize(_run_duckdb(sql, frame))
+    got = _normalize(_run_duckdb(sql, CLIENT_FRAME))
+    pd.testing.assert_frame_equal(got, _expected(card))
+
+
+@pytest.mark.postgres
+def test_sql_reads_mapped_client_columns_on_postgres(pg_conn):
+    card = _card()
+    sql = to_sql(
+        card, dialect="postgres", table="public.source_table", id_column="Opp Id",
+        columns=MAPPING,
+    )  # fmt: skip
+    frame = CLIENT_FRAME
+    quoted = frame.rename(columns=lambda c: f'"{c}"')
+    got = _normalize(_run_postgres(pg_conn, sql, quoted))
     pd.testing.assert_frame_equal(got, _expected(card))
 
 
