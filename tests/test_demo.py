@@ -18,9 +18,12 @@ from pydantic import BaseModel
 from sklearn.metrics import roc_auc_score
 
 from icp_lib import config as config_module
+from icp_lib._clean import SENIORITY_LEVELS, rank_seniority
 from icp_lib.config import load_config
+from icp_lib.data import load_table, select_segment
 from icp_lib.demo import (
     MARKER,
+    TITLES,
     TRUTH,
     _expected_auc,
     salesforce_id18,
@@ -357,19 +360,13 @@ def test_export_holds_the_documented_messiness(demo):
 
 # --- agreement with the data layer ----------------------------------------
 def test_demo_titles_rank_the_same_in_the_data_layer():
-    from icp_lib._clean import SENIORITY_LEVELS, rank_seniority
-
     assert tuple(TRUTH.effects["seniority"]) == SENIORITY_LEVELS
-    from icp_lib.demo import TITLES
-
     for level, titles in TITLES.items():
         for title, _ in titles:
             assert rank_seniority(title) == title_seniority(title) == level
 
 
 def test_load_table_reads_the_demo_config_on_demo_data(tmp_path):
-    from icp_lib.data import load_table, select_segment
-
     files = write_demo(tmp_path / "demo", n_accounts=400)
     config = load_config(ROOT / "params" / "demo.yaml")
     config = config.model_copy(update={"data_dir": str(files.folder)})
