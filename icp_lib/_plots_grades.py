@@ -37,6 +37,13 @@ def _say_empty(ax: Axes, text: str) -> Axes:
     return ax
 
 
+def _error_bars(mid, low, high) -> np.ndarray:
+    # Rounding can put an interval bound a hair past its point estimate
+    # (conversion 0 or 1); matplotlib refuses negative error lengths.
+    err = np.vstack([mid - np.asarray(low, float), np.asarray(high, float) - mid])
+    return np.clip(np.nan_to_num(err), 0.0, None)
+
+
 def plot_score_distribution(
     records: pd.DataFrame,
     *,
@@ -88,9 +95,8 @@ def plot_conversion_by_band(falloff: Falloff | None, *, ax: Axes | None = None) 
         return _say_empty(ax, "Not enough closed records")
     b = falloff.bands
     conv = b["conversion"].to_numpy(dtype=float)
-    err = np.vstack([conv - b["conversion_low"], b["conversion_high"] - conv])
-    ax.bar(b["band"], np.nan_to_num(conv), yerr=np.nan_to_num(err), color="#4575b4",
-           capsize=3)  # fmt: skip
+    err = _error_bars(conv, b["conversion_low"], b["conversion_high"])
+    ax.bar(b["band"], np.nan_to_num(conv), yerr=err, color="#4575b4", capsize=3)
     ax.axhline(falloff.overall_conversion, color="grey", linestyle=":", linewidth=1)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set(xlabel="Score band", ylabel="Conversion", title="Conversion by score band")
@@ -136,8 +142,8 @@ def plot_grade_conversion(table: GradeTable | None, *, ax: Axes | None = None) -
         return _say_empty(ax, "No grades were cut")
     f = table.frame.reindex(list(GRADES))
     conv = f["conversion"].to_numpy(dtype=float)
-    err = np.vstack([conv - f["conversion_low"], f["conversion_high"] - conv])
-    bars = ax.bar(list(GRADES), np.nan_to_num(conv), yerr=np.nan_to_num(err),
+    err = _error_bars(conv, f["conversion_low"], f["conversion_high"])
+    bars = ax.bar(list(GRADES), np.nan_to_num(conv), yerr=err,
                   color=[_GRADE_COLORS[g] for g in GRADES], capsize=4)  # fmt: skip
     labels = ["n/a" if np.isnan(c) else f"{c:.0%}" for c in conv]
     ax.bar_label(bars, labels=labels, padding=2)

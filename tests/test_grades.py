@@ -555,6 +555,21 @@ def test_fall_off_charts_say_when_there_is_nothing_to_draw():
         plt.close(ax.figure)
 
 
+def test_band_chart_copes_with_bands_won_or_lost_entirely():
+    import matplotlib.pyplot as plt
+
+    from icp_lib._plots_grades import plot_conversion_by_band
+
+    # Every top record won, every bottom record lost: intervals touch 0 and 1.
+    frame = pd.DataFrame(
+        {"score": [95] * 7 + [5] * 9, "won": [1.0] * 7 + [0.0] * 9, "amount": 1.0}
+    )
+    ax = plot_conversion_by_band(falloff(frame))
+    heights = [p.get_height() for p in ax.patches]
+    assert heights[0] == 1.0 and heights[-1] == 0.0
+    plt.close(ax.figure)
+
+
 def test_gains_chart_draws_wins_revenue_and_diagonal():
     import matplotlib.pyplot as plt
 
