@@ -946,6 +946,11 @@ def _conversion_drift(table, card, reference, review, ctx) -> pd.DataFrame:
     # calibrated grades, else against the other levels' change since training.
     # Holm within each field: the levels of one field form one family.
     use_calib = out["calibration_p"].notna().any()
+    if not use_calib and out["relative_p"].notna().any():
+        ctx.findings.append(
+            "the card has no calibrated grades, so conversion drift compares each "
+            "level's change with the other levels' change since training"
+        )
     test_p = out["calibration_p"] if use_calib else out["relative_p"]
     out = out.assign(test_p=test_p, test="calibration" if use_calib else "relative")
     adjusted = out.groupby("variable", sort=False)["test_p"].transform(holm_adjust)
@@ -1047,7 +1052,7 @@ def _clean_feedback(feedback: pd.DataFrame, grades: pd.DataFrame, shown):
             "name a record id that is not among this segment's "
             "records (unknown id, or another segment)",
         ),
-        (verdict.isna(), "have a verdict other than good or bad"),
+        (verdict.isna(), "have no readable verdict (good or bad)"),
         (dates.isna(), "have no readable date"),
         (month > shown[-1], "are dated after the review quarter"),
     ]

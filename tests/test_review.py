@@ -441,7 +441,7 @@ def test_feedback_counts_bad_input_and_raises_alert_when_share_rises():
     problems = " ".join(fb.problems)
     for text in (
         "1 feedback row(s) name a record id",
-        "1 feedback row(s) have a verdict",
+        "1 feedback row(s) have no readable verdict",
         "1 feedback row(s) are dated after",
         "1 feedback row(s) have no",
     ):
