@@ -47,7 +47,8 @@ import os
 import re
 import tempfile
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -273,9 +274,9 @@ class AuditResult:
     target: TargetChoice
     fields: tuple[FieldAudit, ...]
     quality: tuple[QualityFinding, ...]
-    evidence: dict = field(default_factory=dict)
+    evidence: dict = dataclass_field(default_factory=dict)
     fallbacks: tuple[str, ...] = ()
-    thresholds: dict = field(default_factory=dict)
+    thresholds: dict = dataclass_field(default_factory=dict)
     created_at: str = ""
     schema_version: int = SCHEMA_VERSION
 
