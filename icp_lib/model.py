@@ -1201,7 +1201,8 @@ def _verdict(final: _Stage, dev_card, validation, comparison, matches, ctx) -> d
             f"for the {n_tested} field(s) tested, so a score would rank records by "
             "noise"
             if n_tested
-            else "The audit left no field to model"
+            else "The audit left no field to model: it excluded every candidate "
+            "field (notebook 01 gives each reason), so there is no score"
         )
     else:
         labels = ", ".join(f.label for f in final.card.fields)
