@@ -276,7 +276,9 @@ def _loglik(wins: np.ndarray, closed: np.ndarray) -> np.ndarray:
 
 
 def _cut_from_data(scores: pd.Series, won: pd.Series, config: GradesConfig):
-    cand = _candidates(scores, won)
+    # Cuts are whole numbers: a record belongs to a grade by ceil(score), so
+    # searching over those values gives exactly the partitions cuts can make.
+    cand = _candidates(np.ceil(scores), won)
     if len(cand.values) < 4:
         raise DataError(
             f"the scores take only {len(cand.values)} distinct value(s) "

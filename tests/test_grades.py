@@ -169,6 +169,18 @@ def test_heavily_tied_scores_give_four_non_empty_grades():
     assert set(counts.index) == set(GRADES)
 
 
+def test_many_distinct_scores_search_quantile_edges_and_stay_ordered():
+    # 1,000 distinct scores: candidate cuts come from repeated-free quantiles.
+    rng = np.random.default_rng(8)
+    score = pd.Series(rng.permutation(1000) / 10)
+    won = pd.Series((rng.random(1000) < score / 120 + 0.02).astype(float))
+    cuts = cut_grades(score, won, config=GradesConfig(), max_score=100)
+    graded = pd.DataFrame({"grade": assign_grades(score, cuts.cuts), "won": won})
+    conv = graded.groupby("grade")["won"].mean().reindex(list(GRADES))
+    assert conv.is_monotonic_decreasing and conv.is_unique
+    assert (graded["grade"].value_counts() >= 50).all()
+
+
 def test_fewer_than_four_distinct_scores_is_a_clear_error():
     scores = pd.Series([0, 10, 20] * 50)
     won = pd.Series([0.0, 1.0, 1.0] * 50)
