@@ -108,13 +108,18 @@ def _mean(values) -> float | None:
 def measure(config_path: Path, *, jobs: int | None) -> dict:
     """Run the quarterly job once into a temporary folder and measure it."""
     demo_seconds = prepare_demo(config_path)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="icp-bench-") as tmp:
         started = time.perf_counter()
         with PeakMemory() as memory:
             run = run_quarterly(config_path, reports_dir=tmp, jobs=jobs)
         total = time.perf_counter() - started
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return _record(run, total, memory.peak, child_kb, demo_seconds, jobs)
+    record = _record(run, total, memory.peak, child_kb, demo_seconds, jobs)
+    # Other work on the machine slows a run down; keep the context with it.
+    record["machine"]["load_average_before"] = round(load_before, 2)
+    record["machine"]["load_average_after"] = round(os.getloadavg()[0], 2)
+    return record
 
 
 def _record(run, total, peak_bytes, child_kb, demo_seconds, jobs) -> dict:
@@ -153,7 +158,8 @@ def summary_line(record: dict) -> str:
         f"{record['created_at']} total {record['total_seconds']:.1f} s on "
         f"{record['jobs']} jobs; kernel start + setup {share_text} of notebook "
         f"time; peak memory {record['peak_rss_all_processes_mb']:.0f} MB "
-        f"(largest process {record['peak_rss_largest_child_mb']:.0f} MB)"
+        f"(largest process {record['peak_rss_largest_child_mb']:.0f} MB); "
+        f"load average {record['machine']['load_average_before']:.1f} before"
     )
 
 
