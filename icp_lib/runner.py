@@ -6,6 +6,8 @@ segment in order with papermill. Segments run in parallel worker processes,
 up to the number of cores; each worker renders its notebooks to HTML itself
 (nbconvert in-process, no new program per report).
 
+The four notebooks of a segment share one kernel, reset between notebooks,
+so the kernel starts and the libraries are imported once per segment.
 Kernels talk to the runner over Unix domain sockets (ZeroMQ ``ipc``
 transport) in a private temporary folder per kernel, not over TCP ports: a
 TCP port picked as free by one worker can be taken by another worker's
@@ -503,6 +505,7 @@ class _SegmentKernel:
 
     def __exit__(self, *exc) -> None:
         if self.km is not None:
+            self.km.close_clients()
             with contextlib.suppress(Exception):
                 self.km.shutdown_kernel(now=False)
             self.km = None
@@ -513,9 +516,14 @@ class _SegmentKernel:
             return {"kernel_manager_class": _kernel_manager_class()}
         if self.km is None:
             self._start()
-        elif not self._reset():
+            return self._handed_out()
+        self.km.close_clients()
+        if not self._reset():
             self.km.restart_kernel(now=True)
             self._run_code(_SNAPSHOT_CODE)
+        return self._handed_out()
+
+    def _handed_out(self) -> dict:
         self.used += 1
         return {"km": self.km}
 
@@ -671,6 +679,19 @@ def _kernel_manager_class():
             kw.setdefault("stdout", subprocess.DEVNULL)
             kw.setdefault("stderr", subprocess.DEVNULL)
             await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        def client(self, **kwargs):
+            # papermill leaves its client connected when the kernel is
+            # shared; remember clients so the next notebook can close them.
+            kc = super().client(**kwargs)
+            self.open_clients = [*getattr(self, "open_clients", []), kc]
+            return kc
+
+        def close_clients(self) -> None:
+            for kc in getattr(self, "open_clients", []):
+                with contextlib.suppress(Exception):
+                    kc.stop_channels()
+            self.open_clients = []
 
     if os.name != "posix":
         return QuietKernelManager
