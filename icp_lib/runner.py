@@ -31,6 +31,7 @@ import os
 import platform
 import queue
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -378,11 +379,17 @@ def _in_config_order(config: Config, segments: list[SegmentRun]) -> list[Segment
 # --- running segments in worker processes ---------------------------------
 
 _progress_queue = None
+_stop_event = None
 
 
-def _init_worker(progress_queue, threads: int) -> None:
-    global _progress_queue
+def _init_worker(progress_queue, stop_event, threads: int) -> None:
+    global _progress_queue, _stop_event
     _progress_queue = progress_queue
+    _stop_event = stop_event
+
+    # Ctrl-C is the runner's to handle: it sets the stop event, and each
+    # worker interrupts its kernel and skips the notebooks left.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     # Kernels inherit this environment: no warnings in reports, and parallel
     # segments do not each start one numeric thread per core.
@@ -404,6 +411,7 @@ def _run_tasks(tasks, *, jobs: int, progress) -> list[SegmentRun]:
     total = len(tasks) * len(NOTEBOOKS)
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
+    stop = ctx.Event()
     workers = min(jobs, len(tasks))
     threads = tasks[0].options.threads
     note = (
@@ -413,12 +421,22 @@ def _run_tasks(tasks, *, jobs: int, progress) -> list[SegmentRun]:
     log.info(note)
     if progress is not None:
         progress(Progress(0, total, "", "", "started", 0.0, note=note))
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_worker, initargs=(events, threads)
-    ) as pool:
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(events, stop, threads),
+    )
+    done_count = [0]
+    try:
         futures = {pool.submit(_run_segment, t): t for t in tasks}
-        done_count = [0]
         results = _collect(futures, events, done_count, total, progress)
+    except BaseException:
+        log.warning("stopping: interrupting the running notebooks")
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     _drain(events, done_count, total, progress)
     return results
 
@@ -469,7 +487,7 @@ def _run_segment(task: _SegmentTask) -> SegmentRun:
     runs = []
     with _SegmentKernel(task.options) as kernel:
         for name in NOTEBOOKS:
-            if runs and runs[-1].status != "ok":
+            if (runs and runs[-1].status != "ok") or _stopping():
                 run = NotebookRun(task.segment, name, "skipped", 0.0)
             else:
                 run = _run_notebook(task, name, kernel)
@@ -481,6 +499,10 @@ def _run_segment(task: _SegmentTask) -> SegmentRun:
     error = failed[0].error if failed else None
     seconds = time.perf_counter() - started
     return SegmentRun(task.segment, task.label, status, error, tuple(runs), seconds)
+
+
+def _stopping() -> bool:
+    return _stop_event is not None and _stop_event.is_set()
 
 
 class _SegmentKernel:
@@ -501,7 +523,16 @@ class _SegmentKernel:
         self.used = 0
 
     def __enter__(self) -> _SegmentKernel:
+        if _stop_event is not None:
+            threading.Thread(target=self._interrupt_on_stop, daemon=True).start()
         return self
+
+    def _interrupt_on_stop(self) -> None:
+        _stop_event.wait()
+        km = self.km
+        if km is not None:
+            with contextlib.suppress(Exception):
+                km.interrupt_kernel()
 
     def __exit__(self, *exc) -> None:
         if self.km is not None:
@@ -704,8 +735,8 @@ def _kernel_manager_class():
             self._socket_dir = tempfile.mkdtemp(prefix="icp-k-")
             return os.path.join(self._socket_dir, "kernel")
 
-        def cleanup_resources(self, restart: bool = False) -> None:
-            super().cleanup_resources(restart=restart)
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
             if not restart and getattr(self, "_socket_dir", None):
                 shutil.rmtree(self._socket_dir, ignore_errors=True)
 
