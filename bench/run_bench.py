@@ -105,17 +105,20 @@ def _mean(values) -> float | None:
     return round(statistics.mean(values), 2) if values else None
 
 
-def measure(config_path: Path, *, jobs: int | None) -> dict:
+def measure(config_path: Path, *, jobs: int | None, fresh_kernels: bool) -> dict:
     """Run the quarterly job once into a temporary folder and measure it."""
     demo_seconds = prepare_demo(config_path)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="icp-bench-") as tmp:
         started = time.perf_counter()
         with PeakMemory() as memory:
-            run = run_quarterly(config_path, reports_dir=tmp, jobs=jobs)
+            run = run_quarterly(
+                config_path, reports_dir=tmp, jobs=jobs, fresh_kernels=fresh_kernels
+            )
         total = time.perf_counter() - started
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     record = _record(run, total, memory.peak, child_kb, demo_seconds, jobs)
+    record["fresh_kernels"] = fresh_kernels
     # Other work on the machine slows a run down; keep the context with it.
     record["machine"]["load_average_before"] = round(load_before, 2)
     record["machine"]["load_average_after"] = round(os.getloadavg()[0], 2)
@@ -168,9 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(REPO / "params" / "demo.yaml"))
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--results", default=str(BENCH / "results"))
+    parser.add_argument(
+        "--fresh-kernels",
+        action="store_true",
+        help="a new kernel per notebook, to compare with one kernel per segment",
+    )
     args = parser.parse_args(argv)
 
-    record = measure(Path(args.config), jobs=args.jobs)
+    record = measure(
+        Path(args.config), jobs=args.jobs, fresh_kernels=args.fresh_kernels
+    )
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     stamp = record["created_at"].replace(":", "").replace("+0000", "Z")
