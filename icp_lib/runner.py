@@ -290,7 +290,7 @@ def run_quarterly(
     ------
     ConfigError, DataError
         If the config, the data or the notebooks cannot be used at all.
-        Nothing is written to ``reports_dir`` then.
+        Nothing in ``reports_dir`` changes then (it is created if missing).
     """
     started = time.perf_counter()
     config = load_config(config_path)
