@@ -1,9 +1,12 @@
 """The ``icp`` command line: help, error messages and exit codes."""
 
+import csv
+import json
 import re
 import subprocess
 import sys
 
+import duckdb
 import pytest
 from _runner_standins import install_fake_data, write_config, write_notebooks
 
@@ -188,3 +191,88 @@ def test_bad_data_is_one_message_and_keeps_earlier_reports(
     reports = tmp_path / "reports"
     assert (reports / "2026Q3" / "index.html").read_text() == "earlier run"
     assert [p.name for p in reports.iterdir()] == ["2026Q3"]
+
+
+# A hand-made card: Software 100 points, Retail 40, anything else 0;
+# grades A >= 80, B >= 30, C >= 10. Expected scores below follow by hand.
+CARD = {
+    "schema_version": 1,
+    "model_id": "acme-all-2026Q3-00000000",
+    "max_score": 100,
+    "fields": [
+        {
+            "name": "industry",
+            "label": "Industry",
+            "kind": "categorical",
+            "levels": [
+                {"values": ["Software"], "label": "Software", "points": 100},
+                {"values": ["Retail"], "label": "Retail", "points": 40},
+            ],
+            "other_points": 0,
+            "missing_points": 0,
+        }
+    ],
+    "metrics": {},
+    "verdict": {"usable": True, "reasons": ["hand-made card"]},
+    "grades": {
+        "method": "fixed",
+        "cuts": {"A": 80, "B": 30, "C": 10},
+        "not_for_deployment": False,
+    },
+}
+RECORDS = "record_id,industry\nr1,Software\nr2,retail\nr3,Mining\nr4,\n"
+EXPECTED = {"r1": (100, "A"), "r2": (40, "B"), "r3": (0, "D"), "r4": (0, "D")}
+
+
+@pytest.fixture
+def card_and_records(tmp_path):
+    (tmp_path / "model.json").write_text(json.dumps(CARD))
+    (tmp_path / "records.csv").write_text(RECORDS)
+    return tmp_path
+
+
+def test_score_writes_scores_and_grades(card_and_records):
+    folder = card_and_records
+    argv = [
+        "score",
+        "--model",
+        str(folder / "model.json"),
+        "--input",
+        str(folder / "records.csv"),
+        "--output",
+        str(folder / "scores.csv"),
+    ]
+    assert main(argv) == 0
+    with open(folder / "scores.csv", newline="") as handle:
+        rows = {
+            r["record_id"]: (int(r["score"]), r["grade"])
+            for r in csv.DictReader(handle)
+        }
+    assert rows == EXPECTED
+
+
+def test_sql_prints_a_query_that_scores_like_python(card_and_records, capsys):
+    folder = card_and_records
+    argv = [
+        "sql",
+        "--model",
+        str(folder / "model.json"),
+        "--dialect",
+        "duckdb",
+        "--table",
+        "records",
+    ]
+    assert main(argv) == 0
+    query = capsys.readouterr().out
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE records AS SELECT * FROM '{folder / 'records.csv'}'")
+    rows = {r[0]: (int(r[1]), r[2]) for r in con.execute(query).fetchall()}
+    assert rows == EXPECTED
+
+
+def test_sql_with_unknown_dialect_lists_the_supported_ones(card_and_records, capsys):
+    folder = card_and_records
+    argv = ["sql", "--model", str(folder / "model.json"), "--dialect", "oracle"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "SQL dialect 'oracle' is not supported; choose one of" in err
