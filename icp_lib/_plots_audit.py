@@ -111,8 +111,10 @@ def plot_conversion_by_fill(audit, *, ax=None):
             continue
         ys = [r[0] for r in rows]
         rate = np.array([100 * r[1].rate for r in rows])
-        low = rate - np.array([100 * r[1].low for r in rows])
-        high = np.array([100 * r[1].high for r in rows]) - rate
+        # Rounding can leave an interval end a hair past the rate at 0% or
+        # 100%; matplotlib refuses negative error bars.
+        low = np.clip(rate - np.array([100 * r[1].low for r in rows]), 0, None)
+        high = np.clip(np.array([100 * r[1].high for r in rows]) - rate, 0, None)
         ax.errorbar(
             rate,
             ys,

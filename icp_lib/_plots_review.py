@@ -49,7 +49,7 @@ def plot_grade_conversion(result, *, ax=None):
     ax.bar(
         x,
         np.nan_to_num(conv),
-        yerr=np.nan_to_num(err),
+        yerr=np.clip(np.nan_to_num(err), 0.0, None),
         color="#4c72b0",
         capsize=4,
         label=f"{result.quarter} (closed records)",
@@ -141,7 +141,13 @@ def plot_feedback_trend(feedback, *, ax=None):
     share = m["bad_share"].astype(float).to_numpy()
     err = np.vstack([share - m["bad_low"].astype(float), m["bad_high"] - share])
     colors = ["#4c72b0" if q else "#b0b0b0" for q in m["in_quarter"]]
-    ax.bar(x, np.nan_to_num(share), yerr=np.nan_to_num(err), color=colors, capsize=4)
+    ax.bar(
+        x,
+        np.nan_to_num(share),
+        yerr=np.clip(np.nan_to_num(err), 0.0, None),
+        color=colors,
+        capsize=4,
+    )
     ax.axhline(
         feedback.threshold,
         linestyle="--",

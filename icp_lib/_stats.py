@@ -164,8 +164,10 @@ def wilson_interval(successes, n, *, alpha: float = 0.05):
     denom = 1 + z**2 / n_safe
     centre = (p + z**2 / (2 * n_safe)) / denom
     half = z * np.sqrt(p * (1 - p) / n_safe + z**2 / (4 * n_safe**2)) / denom
-    low = np.where(ok, np.clip(centre - half, 0.0, 1.0), np.nan)
-    high = np.where(ok, np.clip(centre + half, 0.0, 1.0), np.nan)
+    # At 0% or 100% rounding can leave an end a hair on the wrong side of
+    # the estimate; the interval always contains it.
+    low = np.where(ok, np.clip(np.minimum(centre - half, p), 0.0, 1.0), np.nan)
+    high = np.where(ok, np.clip(np.maximum(centre + half, p), 0.0, 1.0), np.nan)
     if low.ndim == 0:
         return float(low), float(high)
     return low, high

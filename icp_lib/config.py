@@ -335,6 +335,11 @@ def load_config(path: str | os.PathLike) -> Config:
             f"config {path} must be a mapping of keys to values; "
             f"found {type(raw).__name__}"
         )
+    if "path" in raw:
+        raise ConfigError(
+            f"config {path}: the top-level key 'path' is set by the kit to the "
+            "file a config was read from; remove it"
+        )
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:

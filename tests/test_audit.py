@@ -722,6 +722,20 @@ def test_conversion_by_fill_plots_rates_with_intervals(small_result, axes):
     )
 
 
+def test_conversion_by_fill_draws_a_field_filled_only_on_won_records(axes):
+    from icp_lib._plots_audit import plot_conversion_by_fill
+
+    frame = make_frame(seed=5)
+    before = frame["quarter"] < REVIEW_Q
+    first_won = frame.index[frame["won"].eq(1) & before][:10]
+    only_won = pd.Series(None, index=frame.index, dtype="object")
+    only_won[first_won] = "x"
+    result = run_audit(frame.assign(seg=only_won), {"seg": "categorical"})
+    # 10 of 10 filled records won: the Wilson upper end rounds a hair below 1
+    ax = plot_conversion_by_fill(result, ax=axes)
+    assert ax.lines[0].get_xdata()[0] == pytest.approx(100)
+
+
 def test_fill_heatmap_without_dates_says_so(axes):
     frame = make_frame(n=300, seed=21).assign(record_date=pd.NaT, quarter=pd.NA)
     frame = frame.assign(record_date=frame["record_date"].astype("datetime64[ns]"))

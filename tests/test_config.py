@@ -116,3 +116,9 @@ def test_data_dir_resolution_order(tmp_path, monkeypatch):
     assert resolve_data_dir(config) == tmp_path
     pinned = config.model_copy(update={"data_dir": "elsewhere"})
     assert resolve_data_dir(pinned) == Path("elsewhere")
+
+
+def test_path_is_set_by_the_kit_not_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="top-level key 'path' is set by the kit"):
+        load_config(write(tmp_path, MINIMAL + "path: other.yaml\n"))
+    assert load_config(write(tmp_path, MINIMAL)).path.endswith("client.yaml")

@@ -198,3 +198,13 @@ def test_test_result_round_trips_through_json_dict():
     again = _stats.TestResult.from_json_dict(result.to_json_dict())
     assert result.to_json_dict()["p_value"] is None
     assert again.method == result.method and math.isnan(again.p_value)
+
+
+@pytest.mark.parametrize("n", [3, 10, 13, 25, 30, 842])
+def test_wilson_interval_always_contains_the_estimate_at_the_edges(n):
+    # expected: p = 1 and p = 0 must lie inside their own interval; before
+    # clamping, float rounding left the upper end at 0.9999999 for these n
+    low, high = _stats.wilson_interval(n, n)
+    assert low < 1.0 <= high
+    low, high = _stats.wilson_interval(0, n)
+    assert low <= 0.0 < high
