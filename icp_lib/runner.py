@@ -610,7 +610,11 @@ def _reset_kernel_state(shell) -> None:
     shell.execution_count = 1
     plt.close("all")
     if "rc" in _kernel_state:
-        plt.rcParams.update(_kernel_state["rc"])
+        # Restoring the backend or interactive mode detaches the inline
+        # backend, and the next notebook's charts would not be shown.
+        keep = ("backend", "interactive")
+        rc = _kernel_state["rc"]
+        plt.rcParams.update({k: v for k, v in rc.items() if k not in keep})
     warnings.resetwarnings()
     warnings.simplefilter("ignore")
 
@@ -709,6 +713,9 @@ def _kernel_manager_class():
         async def _async_launch_kernel(self, kernel_cmd, **kw) -> None:
             kw.setdefault("stdout", subprocess.DEVNULL)
             kw.setdefault("stderr", subprocess.DEVNULL)
+            # Kernels running in parallel would share IPython's history
+            # database and print clashing session numbers into the reports.
+            kernel_cmd = [*kernel_cmd, "--HistoryManager.enabled=False"]
             await super()._async_launch_kernel(kernel_cmd, **kw)
 
         def client(self, **kwargs):

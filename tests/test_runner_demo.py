@@ -13,8 +13,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_quarterly_on_demo_writes_every_report(tmp_path, capsys):
-    # The demo's default size: with 1,200 accounts notebook 03 fails on b2c
-    # (conversion_by_band error bars), a bug reported to the grades step.
     write_demo(tmp_path / "data")
     config = (REPO / "params" / "demo.yaml").read_text(encoding="utf-8")
     assert "data_dir: data/demo" in config
@@ -42,3 +40,10 @@ def test_quarterly_on_demo_writes_every_report(tmp_path, capsys):
         missing = [f for f in expected if not (quarter / segment / f).is_file()]
         assert missing == [], segment
     assert "[12/12]" in err
+
+    # Every report shows charts (the kernel is reused between notebooks, which
+    # must not detach the inline backend) and no kernel chatter.
+    for name in NOTEBOOKS:
+        html = (quarter / "b2b_new" / f"{name}.html").read_text(encoding="utf-8")
+        assert "data:image/png;base64" in html, name
+        assert "ERROR!" not in html and "Traceback" not in html, name
