@@ -8,6 +8,7 @@ KERNEL := icp-kit
 
 CONFIG ?= params/demo.yaml
 QUARTER ?=
+REPORTS ?= reports
 JOBS ?=
 PYTEST_ARGS ?=
 
@@ -19,7 +20,8 @@ help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "Options: CONFIG=params/demo.yaml QUARTER=2026Q3 (default: last complete"
-	@echo "quarter in the data) JOBS=<segments at once> PYTEST_ARGS=<extra pytest args>"
+	@echo "quarter in the data) REPORTS=reports JOBS=<segments at once>"
+	@echo "PYTEST_ARGS=<extra pytest args>"
 
 install: $(STAMP) ## create .venv, install the kit, register the icp-kit kernel
 
@@ -31,7 +33,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 quarterly: $(STAMP) ## run the quarterly job: CONFIG=... QUARTER=...
-	$(VENV)/bin/icp quarterly --config $(CONFIG) \
+	$(VENV)/bin/icp quarterly --config $(CONFIG) --reports $(REPORTS) \
 		$(if $(QUARTER),--quarter $(QUARTER)) $(if $(JOBS),--jobs $(JOBS))
 
 test: $(STAMP) ## run the whole test suite

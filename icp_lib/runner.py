@@ -313,6 +313,7 @@ def run_quarterly(
     staging.chmod(0o755)
     try:
         plan = _plan_run(config, quarter=quarter, staging=staging, options=options)
+        _check_same_client(reports / plan.quarter, config)
         ran = _run_tasks(plan.tasks, jobs=jobs, progress=progress)
         segments = _in_config_order(config, [*plan.rejected, *ran])
         seconds = time.perf_counter() - started
@@ -323,6 +324,22 @@ def run_quarterly(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return QuarterlyRun(plan.quarter, final, tuple(segments), seconds, previous)
+
+
+def _check_same_client(final: Path, config: Config) -> None:
+    """Refuse to replace another client's reports of the same quarter."""
+    try:
+        manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
+        owner = manifest["config"]["client"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no earlier run, or not one the kit can read: keep the rotation
+    if owner != config.client:
+        raise ConfigError(
+            f"{final} holds the reports of client {owner!r}, not "
+            f"{config.client!r}; nothing was replaced. Write this client's "
+            "reports elsewhere with --reports (make quarterly REPORTS=...) "
+            "or move that folder away first"
+        )
 
 
 def _plan_run(

@@ -191,6 +191,24 @@ def test_rerun_of_a_quarter_moves_the_earlier_run_aside(tmp_path, monkeypatch):
     assert "has no rows" in (run.report_dir / "index.html").read_text()
 
 
+def test_reports_of_another_client_for_the_same_quarter_are_not_replaced(
+    tmp_path, monkeypatch
+):
+    install_fake_data(monkeypatch)
+    notebooks = write_notebooks(tmp_path / "notebooks")
+    config = write_config(tmp_path / "client.yaml", ["empty"])
+    old = tmp_path / "reports" / "2026Q3"
+    old.mkdir(parents=True)
+    manifest = json.dumps({"config": {"client": "Other Client"}})
+    (old / "manifest.json").write_text(manifest)
+
+    with pytest.raises(ConfigError, match="reports of client 'Other Client'"):
+        run_quarterly(config, reports_dir=tmp_path / "reports", notebooks_dir=notebooks)
+
+    assert (old / "manifest.json").read_text() == manifest
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["2026Q3"]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("2026Q3", "2026Q3"), ("2026q1", "2026Q1"), (" 2025-Q4 ", "2025Q4")],
