@@ -1648,7 +1648,6 @@ def _readable_rates(t: pd.DataFrame, *, first: str) -> pd.DataFrame:
 
 _READERS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "excel",
             ".xls": "excel", ".parquet": "parquet", ".pq": "parquet"}  # fmt: skip
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def score_file(
@@ -1757,9 +1756,9 @@ def _join_multi_values(frame: pd.DataFrame, card: ScoreCard, config) -> pd.DataF
 
 
 def _safe_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+    from .export import neutralize_cell  # export imports this module's peers
+
+    return neutralize_cell(value) if isinstance(value, str) else value
 
 
 def _write_scores(scores: pd.DataFrame, path: Path) -> Path:
