@@ -113,6 +113,20 @@ def _add_sql(sub, common) -> None:
     p.add_argument("--table", default="source_table", help="table to score")
     p.add_argument("--id-column", default="record_id", help="record id column")
     p.add_argument(
+        "--config",
+        default=None,
+        help="client config: read each model field from the client's column "
+        "name that the config maps it to",
+    )
+    p.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="read model field FIELD from column COLUMN (repeatable; wins "
+        "over --config)",
+    )
+    p.add_argument(
         "--allow-undeployable",
         action="store_true",
         help="print SQL even for a model marked not for deployment",
@@ -197,19 +211,49 @@ def _score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sql_columns(args: argparse.Namespace, fields: list[str]) -> dict[str, str]:
+    """Client column of each model field, from --config then --column."""
+    from .config import load_config
+    from .errors import ConfigError
+
+    columns: dict[str, str] = {}
+    if args.config:
+        config = load_config(args.config)
+        for source in config.sources.values():
+            columns |= {k: v for k, v in source.columns.items() if k in fields}
+    for item in args.column:
+        field, sep, column = item.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise ConfigError(
+                f"--column takes FIELD=COLUMN, for example industry=Industry__c; "
+                f"found {item!r}"
+            )
+        if field.strip() not in fields:
+            raise ConfigError(
+                f"--column names field {field.strip()!r}, which the model does "
+                f"not use; its fields are: {', '.join(fields) or 'none'}"
+            )
+        columns[field.strip()] = column.strip()
+    return columns
+
+
 def _sql(args: argparse.Namespace) -> int:
     from .export import to_sql
     from .model import ScoreCard
 
+    card = ScoreCard.read(args.model)
     text = to_sql(
-        ScoreCard.read(args.model),
+        card,
         dialect=args.dialect,
         table=args.table,
         id_column=args.id_column,
+        columns=_sql_columns(args, [f.name for f in card.fields]),
         allow_undeployable=args.allow_undeployable,
     )
     if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        from ._card import write_text_atomic
+
+        write_text_atomic(Path(args.output), text + "\n")
     else:
         sys.stdout.write(text + "\n")
     return EXIT_OK

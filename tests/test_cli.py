@@ -276,3 +276,32 @@ def test_sql_with_unknown_dialect_lists_the_supported_ones(card_and_records, cap
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "SQL dialect 'oracle' is not supported; choose one of" in err
+
+
+def test_sql_reads_fields_from_the_client_column_names(card_and_records, capsys):
+    folder = card_and_records
+    client = RECORDS.replace("record_id,industry", "Id,Industry Name")
+    (folder / "client.csv").write_text(client)
+    argv = ["sql", "--model", str(folder / "model.json"), "--dialect", "duckdb"]
+    argv += ["--table", "client", "--id-column", "Id"]
+    argv += ["--column", "industry=Industry Name"]
+    assert main(argv) == 0
+    query = capsys.readouterr().out
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE client AS SELECT * FROM '{folder / 'client.csv'}'")
+    rows = {r[0]: (int(r[1]), r[2]) for r in con.execute(query).fetchall()}
+    assert rows == EXPECTED
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("industry", "--column takes FIELD=COLUMN"),
+        ("colour=Colour", "--column names field 'colour'.*its fields are: industry"),
+    ],
+)
+def test_sql_column_option_is_checked(card_and_records, capsys, item, message):
+    folder = card_and_records
+    argv = ["sql", "--model", str(folder / "model.json"), "--dialect", "duckdb"]
+    assert main([*argv, "--column", item]) == 2
+    assert re.search(message, capsys.readouterr().err)
