@@ -758,6 +758,30 @@ def _load_side(frames, role: str, columns: tuple[str, ...], log: _Log):
     return frame[list(columns)].reset_index(drop=True)
 
 
+def _canonical_history(history: pd.DataFrame | None, config: Config):
+    """Name history fields canonically: CRMs log the client's column name."""
+    if history is None:
+        return None
+    names = {}
+    for source in config.sources.values():
+        for canonical, client in source.columns.items():
+            names.setdefault(category_key(client), canonical)
+    return history.assign(
+        field=history["field"].map(
+            lambda v: names.get(category_key(v), v) if isinstance(v, str) else v
+        )
+    )
+
+
+def _count_unknown_ids(role, side, frame: pd.DataFrame, log: _Log) -> None:
+    """Log rows of a side table that name no record of the modeling table."""
+    if side is None:
+        return
+    unknown = ~side["record_id"].isin(frame["record_id"])
+    examples = tuple(side.loc[unknown, "record_id"].astype(str).unique()[:3])
+    log.count(role, "record_id", "unknown record ids left out", unknown.sum(), examples)
+
+
 def _read_verdicts(verdicts: pd.Series, log: _Log) -> pd.Series:
     keys = verdicts.map(category_key)
     read = keys.map(
@@ -812,12 +836,18 @@ def load_table(config: Config) -> ModelingTable:
     frame = _finish(frame, config)
     if config.unit == "account":
         frame = _finish(_roll_up_accounts(frame, config, log), config)
+    history = _canonical_history(
+        _load_side(frames, "history", HISTORY_COLUMNS, log), config
+    )
+    feedback = _load_side(frames, "feedback", FEEDBACK_COLUMNS, log)
+    for role, side in (("history", history), ("feedback", feedback)):
+        _count_unknown_ids(role, side, frame, log)
     return ModelingTable(
         frame=frame,
         fields=_field_specs(config),
         cleaning=tuple(log.steps),
-        history=_load_side(frames, "history", HISTORY_COLUMNS, log),
-        feedback=_load_side(frames, "feedback", FEEDBACK_COLUMNS, log),
+        history=history,
+        feedback=feedback,
         fingerprints=fingerprints,
         has_dates=bool(frame["record_date"].notna().any()),
     )

@@ -466,3 +466,33 @@ def test_example_configs_load_the_real_data(name, shared_data, monkeypatch):
         assert (quarters.min(), quarters.max()) == span
     for segment in config.segments:
         assert select_segment(table, segment).frame["won"].sum() >= 50
+
+
+def test_feedback_naming_no_record_is_counted_in_the_cleaning_log(tmp_path):
+    feedback = "Id,Date,Verdict\n006A,2026-02-01,good\nZZZ9,2026-02-02,bad\n"
+    sources = _config(tmp_path).model_dump()["sources"]
+    sources["feedback"] = {
+        "path": "feedback.csv",
+        "columns": {"record_id": "Id", "date": "Date", "verdict": "Verdict"},
+    }
+    files = {"feedback.csv": feedback}
+    table = load_table(_config(tmp_path, files=files, sources=sources))
+    steps = [s for s in table.cleaning if s.rule == "unknown record ids left out"]
+    # expected: ZZZ9 is in no opportunity row of the fixture
+    assert [(s.source, s.rows, s.examples) for s in steps] == [
+        ("feedback", 1, ("ZZZ9",))
+    ]
+
+
+def test_history_names_fields_by_their_canonical_name(tmp_path):
+    history = "Id,Field,Changed\n006A,LEAD source,2026-01-20\n006A,Other,2026-01-21\n"
+    sources = _config(tmp_path).model_dump()["sources"]
+    sources["history"] = {
+        "path": "history.csv",
+        "columns": {"record_id": "Id", "field": "Field", "changed_at": "Changed"},
+    }
+    files = {"history.csv": history}
+    config = _config(tmp_path, files=files, sources=sources)
+    table = load_table(config)
+    # the CRM logs the client's column name; unmapped names stay as they are
+    assert table.history["field"].tolist() == ["lead_source", "Other"]
