@@ -168,8 +168,8 @@ def check_targets(record: dict) -> list[str]:
     lines = []
     for key, target in TARGETS.items():
         value = record.get(key)
-        met = value is not None and value <= target
-        lines.append(f"{key}: {value} (target <= {target}) {'met' if met else 'MISSED'}")
+        verdict = "met" if value is not None and value <= target else "MISSED"
+        lines.append(f"{key}: {value} (target <= {target}) {verdict}")
     return lines
 
 
