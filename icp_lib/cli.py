@@ -85,7 +85,7 @@ def _add_score(sub, common) -> None:
     )
     p.add_argument("--model", required=True, help="model.json of a quarterly run")
     p.add_argument("--input", required=True, help="records to score")
-    p.add_argument("--output", default="scores.csv", help="CSV to write")
+    p.add_argument("--output", required=True, help="CSV to write")
     p.add_argument(
         "--config",
         default=None,
@@ -93,6 +93,11 @@ def _add_score(sub, common) -> None:
     )
     p.add_argument(
         "--top-reasons", type=int, default=3, help="reasons listed per record"
+    )
+    p.add_argument(
+        "--allow-undeployable",
+        action="store_true",
+        help="score even with a model marked not usable (for analysis only)",
     )
     p.set_defaults(handler=_score)
 
@@ -206,6 +211,7 @@ def _score(args: argparse.Namespace) -> int:
         args.output,
         config=config,
         top_reasons=args.top_reasons,
+        allow_undeployable=args.allow_undeployable,
     )
     print(f"scores written to {args.output}", file=sys.stderr)
     return EXIT_OK

@@ -103,6 +103,8 @@ CRM_PRESETS: dict[str, dict[str, str]] = {
 _SF_ID_15 = re.compile(r"^[A-Za-z0-9]{15}$")
 
 SUPPORTED_DIALECTS = ("duckdb", "postgres", "sqlite", "snowflake", "bigquery", "spark")
+# Other names users give the same dialects.
+DIALECT_ALIASES = {"postgresql": "postgres", "pg": "postgres", "sparksql": "spark"}
 # Every character Python's str.split() treats as whitespace.
 _WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003"
@@ -416,6 +418,7 @@ def to_sql(
     --------
     >>> print(to_sql(card, dialect="duckdb", table="crm.opportunities"))
     """
+    dialect = DIALECT_ALIASES.get(str(dialect).lower(), str(dialect).lower())
     if dialect not in SUPPORTED_DIALECTS:
         raise ConfigError(
             f"SQL dialect {dialect!r} is not supported; choose one of "

@@ -1657,6 +1657,7 @@ def score_file(
     *,
     config: Config | None = None,
     top_reasons: int = 3,
+    allow_undeployable: bool = False,
 ) -> pd.DataFrame:
     """Score the records of a file with a saved model.
 
@@ -1676,6 +1677,9 @@ def score_file(
         are split on the config's separator, as in training.
     top_reasons : int, default 3
         Reasons listed per record.
+    allow_undeployable : bool, default False
+        Score with a model that the fit judged not usable, or whose grades
+        are marked not for deployment (for analysis, never for the CRM).
 
     Returns
     -------
@@ -1685,13 +1689,16 @@ def score_file(
     Raises
     ------
     ModelError
-        If the model file is invalid or the input lacks a field the model
+        If the model file is invalid, the model is not usable (unless
+        ``allow_undeployable``), or the input lacks a field the model
         needs. Values never seen in training do not fail: they score the
         field's ``other_points``.
     DataError
         If the input file cannot be read.
     """
     card = ScoreCard.read(model_path)
+    if not allow_undeployable:
+        _require_deployable(card, model_path)
     frame = _read_input(Path(input_path))
     if config is not None:
         frame = _rename_to_canonical(frame, config)
@@ -1700,6 +1707,18 @@ def score_file(
     _write_scores(scores, Path(output_path))
     logger.info("scored %d records from %s", len(scores), input_path)
     return scores
+
+
+def _require_deployable(card: ScoreCard, path) -> None:
+    grades = card.grades or {}
+    if card.usable and card.fields and not grades.get("not_for_deployment"):
+        return
+    reasons = "; ".join(card.verdict.get("reasons", [])) or "no reason recorded"
+    raise ModelError(
+        f"model {path} is not for deployment ({reasons}); scores from it would "
+        "mislead sales. Re-run the analysis, or pass --allow-undeployable to "
+        "score anyway for analysis"
+    )
 
 
 def _read_input(path: Path) -> pd.DataFrame:
@@ -1725,13 +1744,15 @@ def _read_input(path: Path) -> pd.DataFrame:
 def _read_delimited(path: Path) -> pd.DataFrame:
     import io
 
-    from ._io import decode_bytes
+    from ._io import _sniff_delimiter, decode_bytes
 
     text, _ = decode_bytes(path.read_bytes())
+    # The data layer's sniffer only picks real delimiters: a one-column file
+    # is never split on a letter of its header.
+    sep = _sniff_delimiter(text, default=",")
     return pd.read_csv(
-        io.StringIO(text), sep=None, engine="python", dtype=str,
-        keep_default_na=False, na_values=[""],
-    )  # fmt: skip
+        io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""]
+    )
 
 
 def _rename_to_canonical(frame: pd.DataFrame, config: Config) -> pd.DataFrame:

@@ -125,6 +125,7 @@ def test_demo_with_too_few_accounts_is_one_clear_message(tmp_path, capsys):
 
 def test_score_with_missing_model_names_the_file(tmp_path, capsys):
     argv = ["score", "--model", str(tmp_path / "model.json"), "--input", "x.csv"]
+    argv += ["--output", str(tmp_path / "out.csv")]
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2
@@ -305,3 +306,36 @@ def test_sql_column_option_is_checked(card_and_records, capsys, item, message):
     argv = ["sql", "--model", str(folder / "model.json"), "--dialect", "duckdb"]
     assert main([*argv, "--column", item]) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_score_refuses_a_model_that_is_not_usable(card_and_records, capsys):
+    folder = card_and_records
+    card = json.loads((folder / "model.json").read_text())
+    card["verdict"] = {"usable": False, "reasons": ["no field relates"]}
+    (folder / "model.json").write_text(json.dumps(card))
+    argv = ["score", "--model", str(folder / "model.json")]
+    argv += ["--input", str(folder / "records.csv")]
+    argv += ["--output", str(folder / "scores.csv")]
+
+    assert main(argv) == 2
+    assert "not for deployment (no field relates)" in capsys.readouterr().err
+    assert not (folder / "scores.csv").exists()
+    assert main([*argv, "--allow-undeployable"]) == 0
+
+
+def test_score_reads_a_one_column_file_whole(card_and_records, capsys):
+    folder = card_and_records
+    (folder / "ids.csv").write_text("record_id\nr1\nr2\n")
+    argv = ["score", "--model", str(folder / "model.json")]
+    argv += ["--input", str(folder / "ids.csv")]
+    argv += ["--output", str(folder / "scores.csv")]
+    # the model needs industry: the message names it, not a split header
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "industry" in err and "eco" not in err
+
+
+def test_sql_accepts_postgresql_as_a_dialect_name(card_and_records, capsys):
+    argv = ["sql", "--model", str(card_and_records / "model.json")]
+    assert main([*argv, "--dialect", "PostgreSQL"]) == 0
+    assert "SELECT" in capsys.readouterr().out.upper()
