@@ -326,6 +326,23 @@ def run_quarterly(
     return QuarterlyRun(plan.quarter, final, tuple(segments), seconds, previous)
 
 
+def _check_quarter_has_data(table, quarter: str) -> None:
+    """Refuse a review quarter that starts after the last dated record."""
+    from . import data
+
+    if not table.has_dates:
+        return
+    last = table.frame["record_date"].max()
+    start, _ = data.quarter_bounds(quarter)
+    if start > last:
+        raise ConfigError(
+            f"quarter {quarter} starts after the last record of the data "
+            f"({last:%Y-%m-%d}), so there is nothing to review; choose a quarter "
+            f"up to {data.last_complete_quarter(table)} or leave QUARTER empty "
+            "for the last complete one"
+        )
+
+
 def _check_same_client(final: Path, config: Config) -> None:
     """Refuse to replace another client's reports of the same quarter."""
     try:
@@ -350,6 +367,7 @@ def _plan_run(
     _ensure_demo_data(config)
     table = data.load_table(config)
     quarter = quarter or data.last_complete_quarter(table)
+    _check_quarter_has_data(table, quarter)
     table_dir = staging / "_table"
     data.save_table(table, table_dir)
 

@@ -109,6 +109,7 @@ class FakeTable:
     """What the runner needs of a ModelingTable."""
 
     fingerprints = {"opportunities": "sha256:" + "0" * 64}
+    has_dates = False
 
 
 def _load_table(config):

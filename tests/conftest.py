@@ -1,11 +1,15 @@
 """Shared test helpers."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+# The same folder the kit reads by default, or the one ICP_DATA_DIR names.
+SHARED_DATA = Path(
+    os.environ.get("ICP_DATA_DIR") or REPO / ".." / "shared" / "data"
+).resolve()
 
 
 @pytest.fixture

@@ -146,16 +146,23 @@ fields:
 """
 
 OPPS = "Id,Stage,Industry\n1,Closed Won,Retail\n2,Closed Lost,Retail\n3,Open,Tech\n"
+DATED = (
+    "Id,Stage,Industry,Created\n1,Closed Won,Retail,2026-01-05\n"
+    "2,Closed Lost,Retail,2026-09-30\n3,Open,Tech,2026-08-01\n"
+)
 NO_WINS = "Id,Stage,Industry\n1,Closed Lost,Retail\n2,Closed Lost,Retail\n3,Open,Tech\n"
 
 
-def _bad_input(tmp_path, *, industry="Industry", csv=OPPS):
+def _bad_input(tmp_path, *, industry="Industry", csv=OPPS, quarter="2026Q3"):
     data = tmp_path / "data"
     data.mkdir()
     if csv:
         (data / "opps.csv").write_text(csv)
     config = tmp_path / "acme.yaml"
-    config.write_text(BAD_INPUT_CONFIG.format(data=data, industry=industry))
+    text = BAD_INPUT_CONFIG.format(data=data, industry=industry)
+    if "Created" in (csv or ""):
+        text = text.replace("stage: Stage,", "stage: Stage, record_date: Created,")
+    config.write_text(text)
     old = tmp_path / "reports" / "2026Q3"
     old.mkdir(parents=True)
     (old / "index.html").write_text("earlier run")
@@ -164,7 +171,7 @@ def _bad_input(tmp_path, *, industry="Industry", csv=OPPS):
         "--config",
         str(config),
         "--quarter",
-        "2026Q3",
+        quarter,
         "--reports",
         str(tmp_path / "reports"),
     ]
@@ -176,8 +183,12 @@ def _bad_input(tmp_path, *, industry="Industry", csv=OPPS):
         ({"csv": ""}, "opps.csv"),
         ({"industry": "Sector"}, "column 'Sector' not found in opportunities"),
         ({"csv": NO_WINS}, "no record is won: outcome.won lists \\['Closed Won'\\]"),
+        (
+            {"csv": DATED, "quarter": "2027Q1"},
+            "quarter 2027Q1 starts after the last record of the data \\(2026-09-30\\)",
+        ),
     ],
-    ids=["missing file", "absent column", "no won records"],
+    ids=["missing file", "absent column", "no won records", "quarter after data"],
 )
 def test_bad_data_is_one_message_and_keeps_earlier_reports(
     tmp_path, capsys, options, expected
