@@ -580,7 +580,7 @@ def _review(table, card, ctx: _Context, quarter, model, history_root) -> ReviewR
     drift = _drift_checks(table, card, reference, review, ctx)
     conv = _conversion_drift(table, card, reference, review, ctx)
     fb = _feedback(table, scored, quarter, ctx)
-    history = _history(history_root, ctx.segment, quarter, grades, counts)
+    history = _history(history_root, ctx, quarter, grades, counts)
     parts = (counts, grades, ordering, drift, conv, fb)
     verdict = _decide(ctx, model, *parts)
     return _build(ctx, quarter, model, parts, history, verdict)
@@ -1182,9 +1182,12 @@ _HISTORY_COLUMNS = [
 ]
 
 
-def _history(root, segment: str, quarter: str, grades, counts) -> pd.DataFrame:
+def _history(root, ctx: _Context, quarter: str, grades, counts) -> pd.DataFrame:
     rows = []
-    for q, data in _earlier_reviews(root, segment, quarter):
+    earlier = _earlier_reviews(root, ctx.segment, quarter)
+    # Another client's reports can sit in the same folder with the same
+    # segment names; only this client's quarters belong in its history.
+    for q, data in (e for e in earlier if e[1].get("client") == ctx.config.client):
         rows.append(_overall_row(q, data.get("counts") or {}))
         for g in data.get("grades") or []:
             rows.append({"quarter": q, **{k: g.get(k) for k in _HISTORY_COLUMNS[1:]}})

@@ -490,6 +490,19 @@ def test_history_reads_earlier_reviews(synthetic, tmp_path):
     assert "2 reviewed quarters" in result.section_markdown("history")
 
 
+def test_history_leaves_out_another_clients_reviews(synthetic, tmp_path):
+    table, card = synthetic
+    other = _config().model_copy(update={"client": "Other Co"})
+    earlier = review_quarter(table, card, config=other, quarter="2026Q2")
+    earlier.save(tmp_path / "2026Q2" / "all" / "review.json")
+
+    result = review_quarter(
+        table, card, config=_config(), quarter=REVIEW_Q, history_root=tmp_path
+    )
+
+    assert sorted(set(result.history["quarter"])) == [REVIEW_Q]
+
+
 def test_review_json_has_index_fields_and_no_nan(synthetic_result, tmp_path):
     path = synthetic_result.save(tmp_path / "review.json")
     text = path.read_text()
