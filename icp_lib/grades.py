@@ -883,7 +883,7 @@ def grades_entry(
 
 # --- the whole step ---------------------------------------------------------------
 
-STATUSES = ("ok", "not_for_deployment", "too_small", "no_grades")
+STATUSES = ("ok", "not_for_deployment", "too_small", "no_score", "no_grades")
 
 
 @dataclass(frozen=True)
@@ -895,8 +895,9 @@ class Calibration:
     status : str
         ``"ok"``; ``"not_for_deployment"`` (grades shown, but the model is
         not usable or the grades are not ordered); ``"too_small"`` (the
-        segment was too small to model); ``"no_grades"`` (no valid grades
-        could be cut; ``notes`` says why).
+        segment was too small to model); ``"no_score"`` (the model kept no
+        field, so every record would score 0); ``"no_grades"`` (no valid
+        grades could be cut; ``notes`` says why).
     records : DataFrame
         The training-window records: ``record_id``, ``score``, ``grade``,
         ``won`` (the model's outcome: won, or qualified) and ``amount``.
@@ -905,8 +906,8 @@ class Calibration:
         ``score_records`` with the grades: what the CRM imports.
     cuts, table, falloff
         The results of :func:`cut_grades`, :func:`grade_table` and
-        :func:`falloff`; None when ``status`` is ``too_small`` or
-        ``no_grades`` (``falloff`` is still set for ``no_grades``).
+        :func:`falloff`; None when ``status`` is ``too_small``,
+        ``no_score`` or ``no_grades`` (``falloff`` is still set for ``no_grades``).
     notes : tuple of str
         Fallbacks and reasons, in plain words.
     """
@@ -991,6 +992,9 @@ _BANNERS = {
     "CRM. Reasons:",
     "too_small": "**This segment was too small to model.** There is no score to "
     "grade; the data audit (notebook 01) says why. Nothing is exported.",
+    "no_score": "**There is no score to grade.** The model fit kept no field "
+    "(notebook 02 says why), so every record would score 0. Nothing is "
+    "exported.",
     "no_grades": "**No grades could be cut.** Nothing is exported. Reasons:",
 }
 
@@ -1059,8 +1063,9 @@ def calibrate(card, frame: pd.DataFrame, *, config) -> Calibration:
     target = str(card.meta.get("target", "won"))
     empty = pd.DataFrame(columns=["record_id", "score", "grade", "won", "amount"])
     if target == "too_small" or not card.fields:
+        status = "too_small" if target == "too_small" else "no_score"
         return Calibration(
-            "too_small", card.model_id, target, empty, empty, None, None, None
+            status, card.model_id, target, empty, empty, None, None, None
         )
     records = _score_frame(card, _training_records(card, frame), target)
     fall = falloff(records, max_score=card.max_score, alpha=config.review.alpha)

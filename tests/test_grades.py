@@ -459,6 +459,16 @@ def test_too_small_segment_says_so_and_exports_nothing(demo, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_card_without_fields_says_there_is_no_score(demo, tmp_path):
+    card = replace(demo.card, fields=())
+    cal = calibrate(card, demo.table.frame, config=demo.config)
+    assert cal.status == "no_score"
+    assert "model fit kept no field" in cal.banner_markdown()
+    assert "too small" not in cal.banner_markdown()
+    save_calibration(cal, card, tmp_path, config=demo.config)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _run_notebook(demo, out: Path, tmp_path: Path) -> None:
     import papermill
 
