@@ -158,12 +158,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+_TARGET_WORDS = {
+    "won": "closed-won deals",
+    "qualified": "qualified opportunities (too few wins to model closed-won)",
+    "too_small": "nothing: the segment is too small to model",
+}
+
+
 def _audit_headlines(audit: dict[str, Any]) -> list[tuple[str, str]]:
     target = audit.get("target")
     if not isinstance(target, dict):
         return [("Optimized for", str(target))] if target else []
     counts = _dict(target, "counts")
-    text = str(target.get("target", "unknown"))
+    name = str(target.get("target", "unknown"))
+    text = _TARGET_WORDS.get(name, name)
     if _is_number(counts.get("won")) and _is_number(counts.get("closed")):
         text += f" ({counts['won']:,} wins among {counts['closed']:,} closed records)"
     return [("Optimized for", text)]
@@ -186,9 +194,12 @@ def _model_headlines(model: dict[str, Any]) -> list[tuple[str, str]]:
     verdict = _dict(model, "verdict")
     if "usable" in verdict:
         rows.append(("Model usable", "yes" if verdict["usable"] else "no"))
-    cuts = _dict(_dict(model, "grades"), "cuts")
-    if cuts:
+    grades = _dict(model, "grades")
+    cuts = _dict(grades, "cuts")
+    if cuts and verdict.get("usable") and not grades.get("not_for_deployment"):
         rows.append(("Grade cuts", ", ".join(f"{k} >= {v}" for k, v in cuts.items())))
+    elif cuts:
+        rows.append(("Grades", "shown in the reports, not for deployment"))
     return rows
 
 
@@ -202,10 +213,23 @@ def _review_headlines(review: dict[str, Any]) -> list[tuple[str, str]]:
     rates = [f"{g} {v:.0%}" for g, v in by_grade.items() if _is_number(v)]
     if rates:
         rows.append(("Conversion by grade this quarter", ", ".join(rates)))
+    ordering = _dict(review, "grade_ordering").get("verdict")
+    if ordering:
+        rows.append(("Grades in order (A > B > C > D)", str(ordering)))
+    drift = [a for a in review.get("drift_alerts") or [] if isinstance(a, dict)]
+    moved = [
+        f"{a.get('label') or a.get('variable')} ({a.get('status')})"
+        for a in drift
+        if a.get("status") in ("shifted", "watch")
+    ]
+    if isinstance(review.get("drift_alerts"), list):
+        rows.append(("Drift", ", ".join(moved) or "none"))
+    feedback = review.get("feedback_alerts")
+    if isinstance(feedback, list):
+        rows.append(("Feedback alerts", "; ".join(map(str, feedback)) or "none"))
     verdict = review.get("verdict")
     if isinstance(verdict, dict):
-        parts = [verdict.get("decision"), verdict.get("headline")]
-        verdict = ": ".join(str(p) for p in parts if p)
+        verdict = verdict.get("headline") or verdict.get("decision")
     if verdict:
         rows.append(("Review verdict", str(verdict)))
     return rows

@@ -56,7 +56,11 @@ model = {"fields": [{"name": "industry", "label": "Industry <x>"}],
 """,
     "04_quarterly_review": """\
 review = {"verdict": {"decision": "keep", "headline": "Keep <the> model."},
-          "headline": {"conversion_by_grade": {"A": 0.5, "B": 0.25}}}
+          "headline": {"conversion_by_grade": {"A": 0.5, "B": 0.25}},
+          "grade_ordering": {"verdict": "confirmed"},
+          "drift_alerts": [{"label": "Region <r>", "status": "shifted"},
+                           {"label": "Industry", "status": "stable"}],
+          "feedback_alerts": []}
 (out / "review.json").write_text(json.dumps(review))
 print("review done")
 """,

@@ -89,11 +89,14 @@ def test_index_escapes_errors_and_values(finished):
 def test_index_shows_headline_numbers_of_a_completed_segment(finished):
     run, _ = finished
     page = (run.report_dir / "index.html").read_text()
-    assert "won (1,234 wins among 5,000 closed records)" in page
+    assert "closed-won deals (1,234 wins among 5,000 closed records)" in page
     assert "0.71 (95% interval 0.60 to 0.80)" in page
     assert "A &gt;= 80, B &gt;= 60, C &gt;= 40" in page
     assert "A 50%, B 25%" in page
-    assert "keep: Keep &lt;the&gt; model." in page
+    assert "confirmed" in page
+    assert "Region &lt;r&gt; (shifted)" in page and "Industry (stable)" not in page
+    assert "Feedback alerts:</b> none" in page or "Feedback alerts" in page
+    assert "Keep &lt;the&gt; model." in page
 
 
 def test_failed_notebook_html_shows_plain_error_and_no_traceback(finished):
@@ -247,6 +250,6 @@ def test_fresh_kernels_give_the_same_files(tmp_path, monkeypatch):
         fresh_kernels=True,
     )
 
-    assert run.failed == ()
+    assert run.failed == (), [s.error for s in run.segments]
     folder = run.report_dir / "good"
     assert all((folder / name).is_file() for name in RESULT_FILES)
