@@ -1767,4 +1767,5 @@ def _drift_display(drift) -> pd.DataFrame:
                 "Moved most": "" if res is None else ", ".join(res.top_movers(2)),
             }
         )
-    return pd.DataFrame(rows)
+    # The variable names each row; a row number would only distract.
+    return pd.DataFrame(rows).set_index("Variable") if rows else pd.DataFrame(rows)
