@@ -109,10 +109,14 @@ def decode_bytes(raw: bytes, *, encoding: str = "auto") -> tuple[str, str]:
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         # Excel's "Unicode text" export: UTF-16 with a byte-order mark.
         return raw.decode("utf-16"), "utf-16"
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+    for name in ("utf-8", "cp1252"):
+        # Windows CRM exports are cp1252; a detector can mistake short
+        # Western text for a Central European code page, so cp1252 is tried
+        # first whenever every byte of the file is valid in it.
+        try:
+            return raw.decode(name), name
+        except UnicodeDecodeError:
+            pass
     from charset_normalizer import from_bytes
 
     best = from_bytes(raw, cp_isolation=["cp1252", "latin_1", "cp1250", "utf_16"])

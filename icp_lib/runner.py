@@ -319,7 +319,12 @@ def run_quarterly(
         seconds = time.perf_counter() - started
         shutil.rmtree(staging / "_table", ignore_errors=True)
         _write_outputs(staging, plan, segments, seconds=seconds)
-        final, previous = _swap_into_place(staging, reports / plan.quarter)
+        target = reports / plan.quarter
+        if target.exists() and all(seg.status != "ok" for seg in segments):
+            # A run in which every segment failed never replaces a finished
+            # one: it is kept beside it for reading the errors.
+            target = reports / f"{plan.quarter}.failed"
+        final, previous = _swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -193,3 +193,13 @@ def test_read_source_runs_sql_query_over_sqlalchemy_url(tmp_path):
     ]
     expected = hashlib.sha256(b"SELECT * FROM deals").hexdigest()
     assert data.fingerprint == f"sha256:{expected}"
+
+
+def test_western_windows_text_is_read_as_cp1252():
+    from icp_lib._io import decode_bytes
+
+    # expected: the cp1252 bytes of these words, which a detector once read
+    # as cp1250 ("Compańía", "Crčme")
+    words = "Compañía de Software;Alimentação;Crème;Società\n"
+    text, name = decode_bytes(words.encode("cp1252"))
+    assert (text, name) == (words, "cp1252")

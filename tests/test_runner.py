@@ -180,7 +180,7 @@ def test_error_before_any_notebook_keeps_earlier_reports(tmp_path, monkeypatch):
 def test_rerun_of_a_quarter_moves_the_earlier_run_aside(tmp_path, monkeypatch):
     install_fake_data(monkeypatch)
     notebooks = write_notebooks(tmp_path / "notebooks")
-    config = write_config(tmp_path / "client.yaml", ["empty"])
+    config = write_config(tmp_path / "client.yaml", ["good", "empty"])
     old = tmp_path / "reports" / "2026Q3"
     old.mkdir(parents=True)
     (old / "index.html").write_text("old run")
@@ -191,6 +191,24 @@ def test_rerun_of_a_quarter_moves_the_earlier_run_aside(tmp_path, monkeypatch):
 
     assert run.previous_dir == tmp_path / "reports" / "2026Q3.previous"
     assert (run.previous_dir / "index.html").read_text() == "old run"
+    assert "has no rows" in (run.report_dir / "index.html").read_text()
+
+
+def test_run_where_every_segment_failed_keeps_the_finished_one(tmp_path, monkeypatch):
+    install_fake_data(monkeypatch)
+    notebooks = write_notebooks(tmp_path / "notebooks")
+    config = write_config(tmp_path / "client.yaml", ["empty"])
+    old = tmp_path / "reports" / "2026Q3"
+    old.mkdir(parents=True)
+    (old / "index.html").write_text("good run")
+
+    for _ in range(2):
+        run = run_quarterly(
+            config, reports_dir=tmp_path / "reports", notebooks_dir=notebooks
+        )
+
+    assert (old / "index.html").read_text() == "good run"
+    assert run.report_dir == tmp_path / "reports" / "2026Q3.failed"
     assert "has no rows" in (run.report_dir / "index.html").read_text()
 
 
