@@ -204,6 +204,7 @@ def _score(args: argparse.Namespace) -> int:
     from .config import load_config
     from .model import score_file
 
+    _refuse_overwrite(args.output, model=args.model, input=args.input)
     config = load_config(args.config) if args.config else None
     score_file(
         args.model,
@@ -215,6 +216,19 @@ def _score(args: argparse.Namespace) -> int:
     )
     print(f"scores written to {args.output}", file=sys.stderr)
     return EXIT_OK
+
+
+def _refuse_overwrite(output: str, **inputs: str) -> None:
+    """Never let an output path replace one of the user's input files."""
+    from .errors import ConfigError
+
+    out = Path(output).resolve()
+    for name, path in inputs.items():
+        if Path(path).resolve() == out:
+            raise ConfigError(
+                f"--output {output} is the same file as --{name}; it would be "
+                "overwritten. Choose another output file"
+            )
 
 
 def _sql_columns(args: argparse.Namespace, fields: list[str]) -> dict[str, str]:
@@ -247,6 +261,8 @@ def _sql(args: argparse.Namespace) -> int:
     from .export import to_sql
     from .model import ScoreCard
 
+    if args.output:
+        _refuse_overwrite(args.output, model=args.model)
     card = ScoreCard.read(args.model)
     text = to_sql(
         card,

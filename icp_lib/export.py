@@ -231,7 +231,8 @@ def _check_deployable(card: ScoreCard, allow_undeployable: bool) -> None:
             f"model {card.model_id or '(no id)'} is marked not for deployment "
             f"(usable: {card.usable}, grades not_for_deployment: "
             f"{grades.get('not_for_deployment')}); its scores must not reach the "
-            "CRM; fix the model, or pass allow_undeployable=True to export anyway"
+            "CRM; re-run the analysis, or pass --allow-undeployable (icp) or "
+            "allow_undeployable=True (Python) to export anyway"
         )
 
 

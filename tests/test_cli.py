@@ -350,3 +350,15 @@ def test_sql_accepts_postgresql_as_a_dialect_name(card_and_records, capsys):
     argv = ["sql", "--model", str(card_and_records / "model.json")]
     assert main([*argv, "--dialect", "PostgreSQL"]) == 0
     assert "SELECT" in capsys.readouterr().out.upper()
+
+
+@pytest.mark.parametrize("target", ["model.json", "records.csv"])
+def test_score_never_writes_over_its_inputs(card_and_records, capsys, target):
+    folder = card_and_records
+    before = (folder / target).read_bytes()
+    argv = ["score", "--model", str(folder / "model.json")]
+    argv += ["--input", str(folder / "records.csv")]
+    argv += ["--output", str(folder / target)]
+    assert main(argv) == 2
+    assert "is the same file as" in capsys.readouterr().err
+    assert (folder / target).read_bytes() == before
