@@ -574,8 +574,8 @@ def likelihood_ratio_test(
     """
     import statsmodels.api as sm
 
-    x = x.loc[:, x.std() > 0]
-    df = int(np.linalg.matrix_rank(x.to_numpy())) if x.shape[1] else 0
+    x = _independent_columns(x.loc[:, x.std() > 0])
+    df = x.shape[1]
     if df == 0 or y.nunique() < 2:
         return LRTest(math.nan, 0, math.nan, math.nan)
     design = sm.add_constant(x.to_numpy(), has_constant="add")
@@ -587,6 +587,21 @@ def likelihood_ratio_test(
     lr = max(0.0, float(2 * (fit.llf - fit.llnull)))
     deff = 1.0 if groups is None else _design_effect(design, y, fit, groups)
     return LRTest(lr, df, deff, float(stats.chi2.sf(lr / deff, df)))
+
+
+def _independent_columns(x: pd.DataFrame) -> pd.DataFrame:
+    """Keep columns that add information beyond the intercept and each other.
+
+    Values that always occur together (two technologies always bought as a
+    pair) give identical indicators; the logit would have no unique fit.
+    """
+    keep: list = []
+    ones = np.ones((len(x), 1))
+    for col in x.columns:
+        trial = np.hstack([ones, x[[*keep, col]].to_numpy(dtype=float)])
+        if np.linalg.matrix_rank(trial) == trial.shape[1]:
+            keep.append(col)
+    return x[keep]
 
 
 def _design_effect(design, y: pd.Series, fit, groups: pd.Series) -> float:

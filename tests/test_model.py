@@ -479,3 +479,18 @@ def test_qualified_target_fits_on_all_records_including_open_ones():
     assert result.target == "qualified"
     assert result.training_records == int(in_window.sum())  # open records count
     assert "qualified = reached" in result.card.to_json_dict()["outcome_definition"]
+
+
+def test_lr_test_of_values_that_always_occur_together_has_one_df():
+    from icp_lib.model import likelihood_ratio_test
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 2, 400)
+    y = pd.Series((rng.random(400) < 0.2 + 0.3 * a).astype(float))
+    # two indicators that are the same column: one degree of freedom, and the
+    # statistic equals that of the single indicator (independent computation)
+    pair = pd.DataFrame({"AWS": a, "AWS Support": a})
+    alone = pd.DataFrame({"AWS": a})
+    both, single = likelihood_ratio_test(pair, y), likelihood_ratio_test(alone, y)
+    assert both.df == 1
+    assert both.statistic == pytest.approx(single.statistic)
