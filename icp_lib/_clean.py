@@ -213,6 +213,9 @@ def _parse_plain_number(digits: str) -> float | None:
         return None
 
 
+_SCIENTIFIC_RE = re.compile(r"^[+-]?\d+(\.\d+)?e[+-]?\d+$")
+
+
 def parse_number_text(value: object) -> float | None:
     """Read a number written as text, including currency amounts.
 
@@ -226,8 +229,9 @@ def parse_number_text(value: object) -> float | None:
     Returns
     -------
     float or None
-        The number; ``None`` when the value is missing, a placeholder or not
-        a number. A percent sign is dropped (``"12%"`` is 12.0).
+        The number; ``None`` when the value is missing, a placeholder, not
+        a number or too large to be finite. A percent sign is dropped
+        (``"12%"`` is 12.0); scientific notation (``"1.2E+05"``) is read.
 
     Examples
     --------
@@ -237,10 +241,14 @@ def parse_number_text(value: object) -> float | None:
     if isinstance(value, bool | np.bool_):
         return float(value)
     if isinstance(value, int | float | np.number) and not _is_missing(value):
-        return float(value)
+        return float(value) if math.isfinite(value) else None
     if is_placeholder(value):
         return None
     text = _collapse(str(value)).casefold()
+    if _SCIENTIFIC_RE.match(text):
+        # Excel writes large numbers as 1.2E+05; infinity is never a value.
+        number = float(text)
+        return number if math.isfinite(number) else None
     sign = 1.0
     if text.startswith("(") and text.endswith(")"):
         sign, text = -1.0, text[1:-1]
@@ -253,7 +261,8 @@ def parse_number_text(value: object) -> float | None:
         return None
     if match.group(1) == "-":
         sign = -sign
-    return sign * number * _SCALE.get(match.group(3) or "", 1.0)
+    number = sign * number * _SCALE.get(match.group(3) or "", 1.0)
+    return number if math.isfinite(number) else None
 
 
 def _share_suffix(low: str, high: str) -> str:

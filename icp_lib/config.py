@@ -44,6 +44,7 @@ SOURCE_ROLES = (
     "feedback",
 )
 DATA_DIR_ENV = "ICP_DATA_DIR"
+RESERVED_SEGMENT_NAMES = {"index.html", "manifest.json", "_table"}
 DEFAULT_DATA_DIR = "../shared/data"
 
 Scalar = str | int | float | bool
@@ -148,7 +149,9 @@ class Segment(_Strict):
     values (in list). Values compare as text, ignoring case and spacing.
     """
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    # A segment name is a folder of the reports: short, and never a name
+    # the runner writes itself.
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
     label: str | None = None
     where: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
 
@@ -182,7 +185,7 @@ class ModelConfig(_Strict):
     min_bin_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
     min_level_count: Annotated[int, Field(ge=1)] = 30
     max_bins: Annotated[int, Field(ge=2, le=20)] = 5
-    max_score: Annotated[int, Field(ge=10)] = 100
+    max_score: Annotated[int, Field(ge=10, le=1000)] = 100
 
 
 class GradesConfig(_Strict):
@@ -263,6 +266,11 @@ class Config(_Strict):
                     f"which is not listed under sources"
                 )
         names = [s.name for s in self.segments]
+        taken = sorted(set(names) & RESERVED_SEGMENT_NAMES)
+        if taken:
+            raise ValueError(
+                f"segment names {taken} are files the runner writes; rename them"
+            )
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"segment names must be unique; repeated: {dup}")

@@ -300,3 +300,14 @@ def test_docstring_examples_hold(module):
     results = doctest.testmod(importlib.import_module(module))
     assert results.attempted > 0
     assert results.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1.2E+05", 120000.0), ("-3e2", -300.0), ("9" * 401, None), ("1e400", None)],
+)
+def test_scientific_and_overflowing_numbers(raw, expected):
+    from icp_lib._clean import parse_number_text
+
+    # expected: Python's own float() of the text; infinity is never a value
+    assert parse_number_text(raw) == expected

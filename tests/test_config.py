@@ -122,3 +122,22 @@ def test_path_is_set_by_the_kit_not_the_file(tmp_path):
     with pytest.raises(ConfigError, match="top-level key 'path' is set by the kit"):
         load_config(write(tmp_path, MINIMAL + "path: other.yaml\n"))
     assert load_config(write(tmp_path, MINIMAL)).path.endswith("client.yaml")
+
+
+@pytest.mark.parametrize(
+    ("segs", "message"),
+    [
+        ("segments:\n  - {name: index.html}\n", "files the runner writes"),
+        (f"segments:\n  - {{name: {'s' * 65}}}\n", "at most 64 characters"),
+    ],
+)
+def test_segment_names_that_cannot_be_report_folders_are_refused(
+    tmp_path, segs, message
+):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, MINIMAL + segs))
+
+
+def test_max_score_is_bounded(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.max_score"):
+        load_config(write(tmp_path, MINIMAL + "model: {max_score: 10000000000}\n"))
