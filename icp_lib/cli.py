@@ -62,7 +62,11 @@ def _add_quarterly(sub, common) -> None:
     )
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     p.add_argument(
-        "--timeout", type=float, default=None, help="seconds one cell may run"
+        "--timeout",
+        type=float,
+        default=1800.0,
+        help="seconds one cell may run (default 1800; bounds the wait when a "
+        "kernel dies)",
     )
     p.add_argument(
         "--fresh-kernels",

@@ -68,6 +68,11 @@ NOTEBOOKS = (
     "04_quarterly_review",
 )
 RESULT_FILES = ("audit.json", "model.json", "scores.csv", "review.json")
+# No cell of the kit's notebooks comes near this on the data sets it was built
+# on; a kernel that died mid-cell would otherwise be waited for forever.
+CELL_TIMEOUT = 1800.0
+
+
 DEFAULT_KERNEL = "python3"
 NOTEBOOKS_ENV = "ICP_NOTEBOOKS_DIR"
 KEY_PACKAGES = (
@@ -249,7 +254,7 @@ def run_quarterly(
     notebooks_dir: str | os.PathLike | None = None,
     jobs: int | None = None,
     kernel_name: str = DEFAULT_KERNEL,
-    timeout: float | None = None,
+    timeout: float | None = CELL_TIMEOUT,
     fresh_kernels: bool = False,
     progress: Callable[[Progress], None] | None = None,
 ) -> QuarterlyRun:
@@ -272,7 +277,9 @@ def run_quarterly(
         The Jupyter kernel. The default, "python3", is the interpreter that
         runs this function.
     timeout : float, optional
-        Seconds a single cell may run; default no limit.
+        Seconds a single cell may run; default ``CELL_TIMEOUT`` (30 minutes),
+        which also bounds the wait when a kernel dies mid-cell (for example
+        killed for lack of memory). None: no limit.
     fresh_kernels : bool, default False
         Start a new kernel for every notebook instead of one per segment
         (reset between notebooks). Slower; for checking that a notebook
