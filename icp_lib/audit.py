@@ -45,7 +45,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, fields
 from dataclasses import field as dataclass_field
@@ -56,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from . import _stats
+from ._files import make_temp_beside
 from .data import last_complete_quarter, quarter_bounds, training_quarters
 from .errors import ConfigError, DataError, FallbackWarning
 
@@ -422,7 +422,7 @@ def read_audit(path: str | os.PathLike) -> AuditResult:
 def _write_json_atomic(data: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=".audit-", suffix=".tmp", dir=path.parent)
+    fd, tmp = make_temp_beside(path, prefix=".audit-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")

@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -56,6 +55,7 @@ from ._clean import (
     parse_bool,
     parse_number_text,
 )
+from ._files import make_temp_beside
 from ._io import SourceData, read_source
 from .config import Config, FieldConfig, Segment
 from .errors import ConfigError, DataError, FallbackWarning
@@ -925,7 +925,7 @@ def _restrict(side: pd.DataFrame | None, kept: pd.DataFrame):
 
 
 def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    handle, tmp = make_temp_beside(path, prefix=f".{path.name}.")
     os.close(handle)
     try:
         write(Path(tmp))

@@ -27,7 +27,6 @@ import datetime as dt
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from ._clean import (
     parse_bool,
     salesforce_id_18,
 )
+from ._files import make_temp_beside
 from .config import Config, ExportConfig
 from .errors import ConfigError, DataError, ModelError
 from .grades import Calibration, require_columns
@@ -320,7 +320,7 @@ def write_scores(
     _check_deployable(card, allow_undeployable)
     date_text = _date_text(scoring_date)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = make_temp_beside(path, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
