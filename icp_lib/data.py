@@ -495,6 +495,7 @@ def _join_accounts(frame: pd.DataFrame, accounts: pd.DataFrame, config: Config):
             )
     accounts = accounts.drop(columns=[_FILLED], errors="ignore")
     _check_unique_key(accounts, key)
+    _check_some_match(frame[key], accounts[key], key)
     owned = {n for n, s in config.fields.items() if s.source == "accounts"}
     keep_opp = [c for c in frame.columns if c == key or c not in owned]
     merged = frame[keep_opp].merge(
@@ -505,6 +506,19 @@ def _join_accounts(frame: pd.DataFrame, accounts: pd.DataFrame, config: Config):
         merged[base] = merged[base].fillna(merged[column])
         merged = merged.drop(columns=column)
     return merged
+
+
+def _check_some_match(opp_keys: pd.Series, acct_keys: pd.Series, key: str) -> None:
+    """A join that matches nothing is a mapping mistake, not missing data."""
+    wanted = opp_keys.dropna()
+    if wanted.empty or wanted.isin(acct_keys).any():
+        return
+    raise DataError(
+        f"no opportunity's {key} matches any {key} of the accounts source: "
+        f"opportunities have for example {list(wanted.astype(str).unique()[:3])}, "
+        f"accounts {list(acct_keys.dropna().astype(str).unique()[:3])}. Check "
+        "join.account_key and which columns sources.*.columns map to it"
+    )
 
 
 def _most_senior(values: pd.Series) -> str | float:

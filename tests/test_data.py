@@ -496,3 +496,9 @@ def test_history_names_fields_by_their_canonical_name(tmp_path):
     table = load_table(config)
     # the CRM logs the client's column name; unmapped names stay as they are
     assert table.history["field"].tolist() == ["lead_source", "Other"]
+
+
+def test_join_that_matches_no_account_is_an_error(tmp_path):
+    accounts = ACCOUNTS.replace("001A", "X-01A").replace("001B", "X-01B")
+    with pytest.raises(DataError, match="no opportunity's account_id matches"):
+        load_table(_config(tmp_path, files={"accounts.csv": accounts}))
