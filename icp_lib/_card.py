@@ -99,6 +99,7 @@ class CardField:
     indicators: tuple[CardIndicator, ...] = ()
     separator: str = "|"
     source_separator: str | None = None
+    valid_range: tuple[float | None, float | None] | None = None
     other_points: int = 0
     missing_points: int = 0
     missing_records: int | None = None
@@ -312,6 +313,22 @@ def _fields_from_json(raw: Any) -> tuple[CardField, ...]:
     return fields
 
 
+def _range_from_json(raw: Any, where: str):
+    if raw is None:
+        return None
+    ok = isinstance(raw, list | tuple) and len(raw) == 2
+    if not ok or not all(v is None or _is_plain_number(v) for v in raw):
+        raise ModelError(
+            f"{where} valid_range must be [low, high] (numbers or null); "
+            f"found {raw!r}; {_REFIT}"
+        )
+    return (raw[0], raw[1])
+
+
+def _is_plain_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _field_from_json(raw: Any, i: int) -> CardField:
     where = f"fields[{i}]"
     if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
@@ -331,7 +348,9 @@ def _field_from_json(raw: Any, i: int) -> CardField:
         "missing_conversion": raw.get("missing_conversion"),
     }
     if kind in ("numeric", "range"):
-        return CardField(**base, bins=_bins_from_json(raw.get("bins"), where))
+        bins = _bins_from_json(raw.get("bins"), where)
+        limits = _range_from_json(raw.get("valid_range"), where)
+        return CardField(**base, bins=bins, valid_range=limits)
     if kind == "multi":
         sep = raw.get("separator")
         if not isinstance(sep, str) or not sep:
@@ -499,6 +518,8 @@ def _field_to_json(f: CardField) -> dict[str, Any]:
             | _stats(b.records, b.conversion)
             for b in f.bins
         ]
+        if f.valid_range is not None:
+            out["valid_range"] = list(f.valid_range)
     elif f.kind == "multi":
         out["separator"] = f.separator
         if f.source_separator:
@@ -682,6 +703,11 @@ def _level_points(f: CardField, values: pd.Series) -> tuple[np.ndarray, list]:
 def _numeric_points(f: CardField, values: pd.Series) -> tuple[np.ndarray, list]:
     nums = _per_distinct(values, lambda v: parse_number_value(v, kind=f.kind))
     nums = np.asarray(nums, dtype="float64")
+    if f.valid_range is not None:
+        # Out-of-range values are read as missing, as in training.
+        low, high = (np.nan if v is None else v for v in f.valid_range)
+        with np.errstate(invalid="ignore"):
+            nums = np.where((nums < low) | (nums > high), np.nan, nums)
     uppers = np.array([np.inf if b.upper is None else b.upper for b in f.bins[:-1]])
     idx = np.searchsorted(uppers, nums, side="right")
     bin_pts = np.array([b.points for b in f.bins], dtype="int64")

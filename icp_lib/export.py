@@ -589,6 +589,18 @@ def _numeric_points(f, value: exp.Expression, dialect: str) -> exp.Expression:
     nan = _is_nan(value, dialect)
     if nan is not None:
         missing = exp.Or(this=missing, expression=nan)
+    # Out-of-range values score as missing, as in training and icp score.
+    low, high = f.valid_range or (None, None)
+    if low is not None:
+        bound = exp.Literal.number(repr(float(low)))
+        missing = exp.Or(
+            this=missing, expression=exp.LT(this=value.copy(), expression=bound)
+        )
+    if high is not None:
+        bound = exp.Literal.number(repr(float(high)))
+        missing = exp.Or(
+            this=missing, expression=exp.GT(this=value.copy(), expression=bound)
+        )
     ifs = [(missing, f.missing_points)]
     # Same as the Python rule: the first bin whose upper bound exceeds v.
     for b in f.bins[:-1]:

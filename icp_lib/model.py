@@ -744,7 +744,11 @@ def _with_source_separator(f: CardField, config: Config) -> CardField:
     from dataclasses import replace
 
     spec = config.fields.get(f.name)
-    if f.kind != "multi" or spec is None:
+    if spec is None:
+        return f
+    if f.kind in ("numeric", "range") and spec.valid_range is not None:
+        return replace(f, valid_range=tuple(spec.valid_range))
+    if f.kind != "multi":
         return f
     return replace(f, source_separator=spec.separator)
 

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import sqlglot
 
-from icp_lib._card import ScoreCard, score_records
+from icp_lib._card import ScoreCard, points_by_field, score_records
 from icp_lib._clean import clean_multi
 from icp_lib.errors import ConfigError, ModelError
 from icp_lib.export import SUPPORTED_DIALECTS, to_sql
@@ -55,6 +55,7 @@ CARD = {
                 {"lower": 50.0, "upper": 200.5, "label": "50 to 200", "points": 10},
                 {"lower": 200.5, "upper": None, "label": "> 200", "points": 25},
             ],
+            "valid_range": [0.0, 1e6],  # -5 and 1e9 below score as missing
             "missing_points": 2,
         },
         {
@@ -387,3 +388,12 @@ def test_sql_rejects_a_multi_separator_with_spaces():
 def test_sql_rejects_a_table_name_with_empty_parts():
     with pytest.raises(ConfigError, match="must be a name"):
         to_sql(_card(), dialect="duckdb", table="db..orders")
+
+
+def test_values_outside_the_valid_range_score_as_missing():
+    # expected by hand: employees -5 and 1e9 lie outside [0, 1e6], so they
+    # earn the field's missing points (2), as in training; 0 is inside
+    card = _card(fields=[copy.deepcopy(CARD["fields"][1])], max_score=25, grades=None)
+    frame = pd.DataFrame({"record_id": ["a", "b", "c"], "employees": [-5.0, 1e9, 0.0]})
+    points = points_by_field(card, frame)["employees"].tolist()
+    assert points == [2, 2, 0]
