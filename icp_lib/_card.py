@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import _clean
-from ._files import make_temp_beside
+from ._files import write_text_atomic
 from .errors import ModelError
 
 __all__ = [
@@ -255,20 +255,6 @@ class ScoreCard:
         cols = ["field", "value", "points", "records", "conversion"]
         frame = pd.DataFrame(rows, columns=cols)
         return frame.astype({"points": "int64", "records": "Int64"})
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp_beside(path, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --- JSON -> card -------------------------------------------------------------

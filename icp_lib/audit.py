@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from . import _stats
-from ._files import make_temp_beside
+from ._files import write_text_atomic
 from .data import last_complete_quarter, quarter_bounds, training_quarters
 from .errors import ConfigError, DataError, FallbackWarning
 
@@ -422,15 +422,7 @@ def read_audit(path: str | os.PathLike) -> AuditResult:
 def _write_json_atomic(data: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
-    fd, tmp = make_temp_beside(path, prefix=".audit-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text + "\n")
 
 
 # --------------------------------------------------------------------------

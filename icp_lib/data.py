@@ -55,7 +55,7 @@ from ._clean import (
     parse_bool,
     parse_number_text,
 )
-from ._files import make_temp_beside
+from ._files import replace_atomically
 from ._io import SourceData, read_source
 from .config import Config, FieldConfig, Segment
 from .errors import ConfigError, DataError, FallbackWarning
@@ -938,19 +938,8 @@ def _restrict(side: pd.DataFrame | None, kept: pd.DataFrame):
 # Saving
 
 
-def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    handle, tmp = make_temp_beside(path, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    _replace_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    replace_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def save_table(table: ModelingTable, folder: str | os.PathLike) -> None:
@@ -975,7 +964,7 @@ def save_table(table: ModelingTable, folder: str | os.PathLike) -> None:
         "has_dates": table.has_dates,
     }
     text = json.dumps(meta, indent=2)
-    _replace_atomically(folder / "table.json", lambda tmp: tmp.write_text(text))
+    replace_atomically(folder / "table.json", lambda tmp: tmp.write_text(text))
 
 
 def read_table(folder: str | os.PathLike) -> ModelingTable:

@@ -45,7 +45,7 @@ from ._clean import (
     parse_bool,
     salesforce_id_18,
 )
-from ._files import make_temp_beside
+from ._files import replace_atomically
 from .config import Config, ExportConfig
 from .errors import ConfigError, DataError, ModelError
 from .grades import Calibration, require_columns
@@ -320,16 +320,14 @@ def write_scores(
     _check_deployable(card, allow_undeployable)
     date_text = _date_text(scoring_date)
     path = Path(path)
-    fd, tmp = make_temp_beside(path, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
             writer.writerow([neutralize_cell(n) for n in names.values()])
             writer.writerows(_rows(scored, card, config, date_text))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    replace_atomically(path, write)
     logger.info("wrote %d scores to %s", len(scored), path)
 
 
